@@ -1,0 +1,369 @@
+//! The model config: the official VAR/VQ-VAE hyper-parameters plus what a shipped model
+//! carries (class names, preview matrix, attribution). Stored as JSON in the safetensors
+//! `__metadata__` under the key [`CONFIG_METADATA_KEY`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Key of the JSON config in the safetensors `__metadata__`.
+pub const CONFIG_METADATA_KEY: &str = "nextscale.config";
+
+/// Official `ch_mult` of the VAR VQ-VAE.
+pub const OFFICIAL_CH_MULT: [usize; 5] = [1, 1, 2, 2, 4];
+
+/// Official scale schedule of VAR at 256 px.
+pub const OFFICIAL_PATCH_NUMS: [usize; 10] = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16];
+
+fn default_ch_mult() -> Vec<usize> {
+    OFFICIAL_CH_MULT.to_vec()
+}
+fn default_num_res_blocks() -> usize {
+    2
+}
+fn default_quant_resi() -> f64 {
+    0.5
+}
+fn default_share_quant_resi() -> usize {
+    4
+}
+fn default_mlp_ratio() -> f64 {
+    4.0
+}
+fn default_norm_eps() -> f64 {
+    1e-6
+}
+
+/// A linear map Cvae → RGB applied to f_hat for nearly free previews.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewMatrix {
+    /// 3 rows (R, G, B) of Cvae weights.
+    pub weight: Vec<Vec<f32>>,
+    /// Per-channel offset, in the [-1, 1] image range.
+    pub bias: [f32; 3],
+}
+
+/// Hyper-parameters of a VQ-VAE + VAR model pair, named as in the official code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Codebook size V.
+    #[serde(rename = "V")]
+    pub vocab_size: usize,
+    /// Latent channels Cvae.
+    #[serde(rename = "Cvae")]
+    pub cvae: usize,
+    /// Base channel width of the VQ-VAE CNN.
+    pub ch: usize,
+    /// Channel multiplier per resolution level of the VQ-VAE.
+    #[serde(default = "default_ch_mult")]
+    pub ch_mult: Vec<usize>,
+    /// ResNet blocks per level (decoder uses one more).
+    #[serde(default = "default_num_res_blocks")]
+    pub num_res_blocks: usize,
+    /// φ mixing ratio q in `(1−q)·x + q·conv(x)`.
+    #[serde(default = "default_quant_resi")]
+    pub quant_resi: f64,
+    /// 0: one φ per scale, 1: one shared φ, n ≥ 2: n partially shared φ.
+    #[serde(default = "default_share_quant_resi")]
+    pub share_quant_resi: usize,
+    /// Side length of each scale's token map, from coarse to fine.
+    pub patch_nums: Vec<usize>,
+    /// Number of classes (the null class is extra).
+    pub num_classes: usize,
+    /// Transformer depth.
+    pub depth: usize,
+    /// Transformer width C (also the condition width D).
+    pub embed_dim: usize,
+    /// Attention heads.
+    pub num_heads: usize,
+    /// FFN hidden width over C.
+    #[serde(default = "default_mlp_ratio")]
+    pub mlp_ratio: f64,
+    /// One shared AdaLN linear plus a per-block `ada_gss`.
+    #[serde(default)]
+    pub shared_aln: bool,
+    /// L2-normalised q/k with a learned per-head scale.
+    #[serde(default)]
+    pub attn_l2_norm: bool,
+    /// LayerNorm eps of the transformer.
+    #[serde(default = "default_norm_eps")]
+    pub norm_eps: f64,
+    /// Image side length in pixels.
+    pub image_size: usize,
+    /// VQ-VAE spatial downsampling factor; derived from `ch_mult`, checked when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downsample: Option<usize>,
+    /// Human-readable class names, `num_classes` of them when present.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
+    /// Fast-preview matrix, fitted at training or conversion time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<PreviewMatrix>,
+    /// License and attribution of the weights and their training data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<String>,
+}
+
+impl ModelConfig {
+    /// Parses a strict JSON config (unknown fields are errors) and validates it.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let config: Self = serde_json::from_str(json).map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The official VAR-dNN architecture (width 64·d, d heads, 10 scales at 256 px,
+    /// V=4096, Cvae=32, ch=160, 1000 classes).
+    pub fn official(depth: usize) -> Self {
+        Self {
+            vocab_size: 4096,
+            cvae: 32,
+            ch: 160,
+            ch_mult: default_ch_mult(),
+            num_res_blocks: 2,
+            quant_resi: 0.5,
+            share_quant_resi: 4,
+            patch_nums: OFFICIAL_PATCH_NUMS.to_vec(),
+            num_classes: 1000,
+            depth,
+            embed_dim: 64 * depth,
+            num_heads: depth,
+            mlp_ratio: 4.0,
+            shared_aln: false,
+            attn_l2_norm: true,
+            norm_eps: 1e-6,
+            image_size: 256,
+            downsample: None,
+            class_names: Vec::new(),
+            preview: None,
+            attribution: None,
+        }
+    }
+
+    /// Serialises the config to JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("config serialises")
+    }
+
+    /// Checks that every field is in range and that the fields agree with each other.
+    pub fn validate(&self) -> Result<()> {
+        let err = |m: String| Err(Error::Config(m));
+        if self.vocab_size == 0 || self.cvae == 0 || self.ch == 0 {
+            return err("V, Cvae and ch must be positive".into());
+        }
+        if self.ch_mult.is_empty() || self.ch_mult.contains(&0) {
+            return err(format!(
+                "ch_mult {:?} must be non-empty and positive",
+                self.ch_mult
+            ));
+        }
+        if self.ch_mult.len() > 8 {
+            return err(format!("ch_mult {:?} has too many levels", self.ch_mult));
+        }
+        for m in &self.ch_mult {
+            if (self.ch * m) % 32 != 0 {
+                return err(format!(
+                    "channel width {} is not divisible by the 32 GroupNorm groups",
+                    self.ch * m
+                ));
+            }
+        }
+        if self.num_res_blocks == 0 {
+            return err("num_res_blocks must be positive".into());
+        }
+        if !self.quant_resi.is_finite() || self.quant_resi.abs() > 1.0 {
+            return err(format!("quant_resi {} must be in [-1, 1]", self.quant_resi));
+        }
+        if self.patch_nums.len() < 2 {
+            return err("patch_nums needs at least 2 scales".into());
+        }
+        if self.patch_nums.contains(&0) || self.patch_nums.windows(2).any(|w| w[0] > w[1]) {
+            return err(format!(
+                "patch_nums {:?} must be positive and non-decreasing",
+                self.patch_nums
+            ));
+        }
+        let downsample = self.derived_downsample();
+        if let Some(d) = self.downsample
+            && d != downsample
+        {
+            return err(format!(
+                "downsample {d} disagrees with ch_mult {:?} (which gives {downsample})",
+                self.ch_mult
+            ));
+        }
+        let last = *self.patch_nums.last().expect("checked non-empty");
+        if self.image_size != last * downsample {
+            return err(format!(
+                "image_size {} must equal the last patch_num {last} × downsample {downsample}",
+                self.image_size
+            ));
+        }
+        if self.num_classes == 0 {
+            return err("num_classes must be positive".into());
+        }
+        if self.depth == 0 || self.embed_dim == 0 || self.num_heads == 0 {
+            return err("depth, embed_dim and num_heads must be positive".into());
+        }
+        if self.embed_dim % self.num_heads != 0 {
+            return err(format!(
+                "embed_dim {} is not divisible by num_heads {}",
+                self.embed_dim, self.num_heads
+            ));
+        }
+        if !self.mlp_ratio.is_finite() || self.mlp_ratio <= 0.0 {
+            return err(format!("mlp_ratio {} must be positive", self.mlp_ratio));
+        }
+        if !self.norm_eps.is_finite() || self.norm_eps <= 0.0 {
+            return err(format!("norm_eps {} must be positive", self.norm_eps));
+        }
+        if !self.class_names.is_empty() && self.class_names.len() != self.num_classes {
+            return err(format!(
+                "{} class names for {} classes",
+                self.class_names.len(),
+                self.num_classes
+            ));
+        }
+        if let Some(p) = &self.preview
+            && (p.weight.len() != 3
+                || p.weight.iter().any(|r| r.len() != self.cvae)
+                || p.weight
+                    .iter()
+                    .flatten()
+                    .chain(&p.bias)
+                    .any(|v| !v.is_finite()))
+        {
+            return err(format!("preview matrix must be 3×{} and finite", self.cvae));
+        }
+        Ok(())
+    }
+
+    /// Spatial downsampling factor of the VQ-VAE, `2^(len(ch_mult)−1)`.
+    pub fn derived_downsample(&self) -> usize {
+        1 << (self.ch_mult.len() - 1)
+    }
+
+    /// Total token count L over all scales.
+    pub fn seq_len(&self) -> usize {
+        self.patch_nums.iter().map(|p| p * p).sum()
+    }
+
+    /// Side of the finest token map (= the latent f_hat side).
+    pub fn latent_size(&self) -> usize {
+        *self.patch_nums.last().expect("validated")
+    }
+
+    /// Number of φ convolutions stored in the file.
+    pub fn num_phi(&self) -> usize {
+        match self.share_quant_resi {
+            0 => self.patch_nums.len(),
+            n => n,
+        }
+    }
+
+    /// FFN hidden width, `round(C · mlp_ratio)`.
+    pub fn ffn_hidden(&self) -> usize {
+        (self.embed_dim as f64 * self.mlp_ratio).round() as usize
+    }
+
+    /// Resolves a class given as a number or a name; `None` means unconditional.
+    pub fn resolve_class(&self, class: &str) -> Result<usize> {
+        if let Ok(label) = class.parse::<usize>() {
+            return self.check_class(label);
+        }
+        self.class_names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(class))
+            .ok_or_else(|| Error::UnknownClass(class.to_string()))
+    }
+
+    /// Checks that a label is in `0..num_classes`.
+    pub fn check_class(&self, label: usize) -> Result<usize> {
+        if label < self.num_classes {
+            Ok(label)
+        } else {
+            Err(Error::ClassOutOfRange {
+                label,
+                num_classes: self.num_classes,
+            })
+        }
+    }
+
+    /// Name of a class, or its number when the model has no names.
+    pub fn class_name(&self, label: usize) -> String {
+        self.class_names
+            .get(label)
+            .cloned()
+            .unwrap_or_else(|| label.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_json() -> String {
+        r#"{"V":64,"Cvae":8,"ch":32,"share_quant_resi":4,"patch_nums":[1,2,3,4],
+            "num_classes":10,"depth":2,"embed_dim":64,"num_heads":4,"shared_aln":false,
+            "attn_l2_norm":true,"image_size":64}"#
+            .to_string()
+    }
+
+    #[test]
+    fn parses_fixture_style_config() {
+        let c = ModelConfig::from_json(&tiny_json()).unwrap();
+        assert_eq!(c.ch_mult, OFFICIAL_CH_MULT);
+        assert_eq!(c.seq_len(), 30);
+        assert_eq!(c.derived_downsample(), 16);
+    }
+
+    #[test]
+    fn rejects_unknown_field() {
+        let json = tiny_json().replace("\"ch\":32", "\"ch\":32,\"chh\":1");
+        assert!(
+            matches!(ModelConfig::from_json(&json), Err(Error::Config(m)) if m.contains("chh"))
+        );
+    }
+
+    #[test]
+    fn rejects_inconsistent_image_size() {
+        let json = tiny_json().replace("\"image_size\":64", "\"image_size\":32");
+        assert!(
+            matches!(ModelConfig::from_json(&json), Err(Error::Config(m)) if m.contains("image_size"))
+        );
+    }
+
+    #[test]
+    fn rejects_heads_not_dividing_width() {
+        let json = tiny_json().replace("\"num_heads\":4", "\"num_heads\":5");
+        assert!(matches!(
+            ModelConfig::from_json(&json),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn official_d16_is_valid() {
+        let c = ModelConfig::official(16);
+        c.validate().unwrap();
+        assert_eq!(c.seq_len(), 680);
+    }
+
+    #[test]
+    fn class_resolution() {
+        let mut c = ModelConfig::from_json(&tiny_json()).unwrap();
+        assert_eq!(c.resolve_class("3").unwrap(), 3);
+        assert!(matches!(
+            c.resolve_class("10"),
+            Err(Error::ClassOutOfRange { label: 10, .. })
+        ));
+        c.class_names = (0..10).map(|i| format!("c{i}")).collect();
+        assert_eq!(c.resolve_class("C7").unwrap(), 7);
+        assert!(matches!(
+            c.resolve_class("dog"),
+            Err(Error::UnknownClass(_))
+        ));
+    }
+}

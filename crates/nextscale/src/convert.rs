@@ -1,0 +1,156 @@
+//! Official checkpoint layout: the tensors a config implies, and a config inferred from the
+//! tensor shapes of official `vae_ch160v4096z32.pth` + `var_dNN.pth` state dicts.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::Device;
+
+use crate::config::{ModelConfig, OFFICIAL_PATCH_NUMS};
+use crate::error::{Error, Result};
+use crate::model::{VAE_PREFIX, VAR_PREFIX};
+use crate::var::Var;
+use crate::vqvae::Vqvae;
+use crate::weights::ParamSource;
+
+/// Leaf names of buffers the official code saves but which the config fully determines.
+pub const DERIVED_BUFFERS: [&str; 4] = [
+    "attn_bias_for_masking",
+    "lvl_1L",
+    "zero_k_bias",
+    "ema_vocab_hit_SV",
+];
+
+/// True for official buffers that a model file does not need.
+pub fn is_derived_buffer(name: &str) -> bool {
+    DERIVED_BUFFERS.contains(&name.rsplit('.').next().unwrap_or(name))
+}
+
+/// Every tensor (prefixed name → shape) a model of `config` reads.
+pub fn expected_tensors(config: &ModelConfig) -> Result<BTreeMap<String, Vec<usize>>> {
+    config.validate()?;
+    let device = Device::default();
+    let mut vae_src = ParamSource::spec(VAE_PREFIX, &device);
+    Vqvae::new(&mut vae_src, config)?;
+    let mut var_src = ParamSource::spec(VAR_PREFIX, &device);
+    Var::new(&mut var_src, config)?;
+    let mut all = vae_src.into_spec();
+    all.extend(var_src.into_spec());
+    Ok(all)
+}
+
+/// Infers the model config from official tensor shapes (names prefixed `vae.` / `var.`).
+/// `patch_nums` defaults to the official schedule when the sequence length matches it;
+/// `num_heads` is read from `scale_mul_1H11`, else it is `depth` as in every official model.
+pub fn infer_config(
+    shapes: &BTreeMap<String, Vec<usize>>,
+    patch_nums: Option<Vec<usize>>,
+    num_heads: Option<usize>,
+) -> Result<ModelConfig> {
+    let get = |name: &str| -> Result<&Vec<usize>> {
+        shapes
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor(name.to_string()))
+    };
+    let dim = |name: &str, axis: usize| -> Result<usize> {
+        get(name)?
+            .get(axis)
+            .copied()
+            .ok_or_else(|| Error::Config(format!("`{name}` has too few axes")))
+    };
+    let vocab_size = dim("vae.quantize.embedding.weight", 0)?;
+    let cvae = dim("vae.quantize.embedding.weight", 1)?;
+    let ch = dim("vae.encoder.conv_in.weight", 0)?;
+    let levels = (0..)
+        .take_while(|i| shapes.contains_key(&format!("vae.encoder.down.{i}.block.0.conv1.weight")))
+        .count();
+    let ch_mult = (0..levels)
+        .map(|i| dim(&format!("vae.encoder.down.{i}.block.0.conv1.weight"), 0).map(|c| c / ch))
+        .collect::<Result<Vec<_>>>()?;
+    let num_res_blocks = (0..)
+        .take_while(|b| shapes.contains_key(&format!("vae.encoder.down.0.block.{b}.conv1.weight")))
+        .count();
+    let count = |pattern: &dyn Fn(usize) -> String| {
+        (0..)
+            .take_while(|i| shapes.contains_key(&pattern(*i)))
+            .count()
+    };
+    let share_quant_resi = if shapes.contains_key("vae.quantize.quant_resi.qresi.weight") {
+        1
+    } else if shapes.contains_key("vae.quantize.quant_resi.qresi_ls.0.weight") {
+        count(&|i| format!("vae.quantize.quant_resi.qresi_ls.{i}.weight"))
+    } else {
+        0
+    };
+    let num_classes = dim("var.class_emb.weight", 0)?.saturating_sub(1);
+    let embed_dim = dim("var.class_emb.weight", 1)?;
+    let depth = count(&|i| format!("var.blocks.{i}.attn.proj.weight"));
+    let attn_l2_norm = shapes.contains_key("var.blocks.0.attn.scale_mul_1H11");
+    let num_heads = match (num_heads, attn_l2_norm) {
+        (Some(h), _) => h,
+        (None, true) => dim("var.blocks.0.attn.scale_mul_1H11", 1)?,
+        (None, false) => depth,
+    };
+    let seq_len = dim("var.pos_1LC", 1)?;
+    let patch_nums = match patch_nums {
+        Some(p) => p,
+        None if seq_len == OFFICIAL_PATCH_NUMS.iter().map(|p| p * p).sum::<usize>() => {
+            OFFICIAL_PATCH_NUMS.to_vec()
+        }
+        None => {
+            return Err(Error::Config(format!(
+                "sequence length {seq_len} is not the official schedule's; pass patch_nums"
+            )));
+        }
+    };
+    let hidden = dim("var.blocks.0.ffn.fc1.weight", 0)?;
+    let mut config = ModelConfig {
+        vocab_size,
+        cvae,
+        ch,
+        ch_mult,
+        num_res_blocks,
+        share_quant_resi,
+        patch_nums,
+        num_classes,
+        depth,
+        embed_dim,
+        num_heads,
+        mlp_ratio: hidden as f64 / embed_dim.max(1) as f64,
+        shared_aln: shapes.contains_key("var.shared_ada_lin.1.weight"),
+        attn_l2_norm,
+        image_size: 0,
+        ..ModelConfig::official(depth)
+    };
+    config.image_size = config.latent_size() * config.derived_downsample();
+    config.validate()?;
+    Ok(config)
+}
+
+/// Checks a checkpoint's tensors against what the inferred config implies: every expected
+/// tensor present with its shape, nothing else but derived buffers.
+pub fn check_layout(shapes: &BTreeMap<String, Vec<usize>>, config: &ModelConfig) -> Result<()> {
+    let expected = expected_tensors(config)?;
+    for (name, shape) in &expected {
+        match shapes.get(name) {
+            None => return Err(Error::MissingTensor(name.clone())),
+            Some(actual) if actual != shape => {
+                return Err(Error::ShapeMismatch {
+                    name: name.clone(),
+                    actual: actual.clone(),
+                    expected: shape.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let extra: Vec<String> = shapes
+        .keys()
+        .filter(|n| !expected.contains_key(*n) && !is_derived_buffer(n))
+        .cloned()
+        .collect();
+    if extra.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::ExtraTensors(extra))
+    }
+}

@@ -1,0 +1,136 @@
+//! A loaded model: config, VQ-VAE and VAR transformer on one device.
+
+use std::sync::OnceLock;
+
+use burn::tensor::Device;
+
+use crate::config::{CONFIG_METADATA_KEY, ModelConfig, PreviewMatrix};
+use crate::error::{Error, Result};
+use crate::preview::fit_preview;
+use crate::var::Var;
+use crate::vqvae::Vqvae;
+use crate::weights::{ParamSource, WeightFile};
+
+/// Keys of a fixture `config.json` that describe the reference run, not the model.
+const FIXTURE_RUN_KEYS: [&str; 6] = ["cfgs", "seed", "batch", "greedy", "t_lists", "loss_split_t"];
+
+/// Tensor-name prefix of the VQ-VAE.
+pub const VAE_PREFIX: &str = "vae.";
+/// Tensor-name prefix of the VAR transformer.
+pub const VAR_PREFIX: &str = "var.";
+/// Tensor-name prefix of the Distilled-Decoding student.
+pub const DD_PREFIX: &str = "dd.";
+
+/// A VQ-VAE + VAR model ready to generate.
+#[derive(Debug)]
+pub struct Model {
+    /// Its hyper-parameters and metadata.
+    pub config: ModelConfig,
+    /// The tokenizer.
+    pub vae: Vqvae,
+    /// The transformer.
+    pub var: Var,
+    device: Device,
+    fitted_preview: OnceLock<PreviewMatrix>,
+}
+
+impl Model {
+    /// Loads a model file: safetensors with the config JSON in `__metadata__`.
+    pub fn from_safetensors(bytes: &[u8], device: &Device) -> Result<Self> {
+        let file = WeightFile::parse(bytes)?;
+        let json = file.metadata(CONFIG_METADATA_KEY).ok_or_else(|| {
+            Error::Config(format!(
+                "no `{CONFIG_METADATA_KEY}` entry in the safetensors metadata"
+            ))
+        })?;
+        let config = ModelConfig::from_json(json)?;
+        Self::from_weights(config, &file, device)
+    }
+
+    /// Loads weights with a separately given config (as in a fixture directory).
+    pub fn from_weights(config: ModelConfig, file: &WeightFile, device: &Device) -> Result<Self> {
+        config.validate()?;
+        if file.names().iter().any(|n| n.starts_with(DD_PREFIX)) {
+            return Err(Error::Config(
+                "this file holds a Distilled-Decoding student (`dd.` tensors), which this build cannot run yet"
+                    .into(),
+            ));
+        }
+        let mut vae_src = ParamSource::load(file, VAE_PREFIX, device);
+        let vae = Vqvae::new(&mut vae_src, &config)?;
+        vae_src.finish()?;
+        let mut var_src = ParamSource::load(file, VAR_PREFIX, device);
+        let var = Var::new(&mut var_src, &config)?;
+        var_src.finish()?;
+        let stray: Vec<String> = file
+            .names()
+            .into_iter()
+            .filter(|n| !n.starts_with(VAE_PREFIX) && !n.starts_with(VAR_PREFIX))
+            .collect();
+        if !stray.is_empty() {
+            return Err(Error::ExtraTensors(stray));
+        }
+        Ok(Self::assemble(config, vae, var, device))
+    }
+
+    /// A model with random weights (for benchmarks and as a training start).
+    pub fn random(config: ModelConfig, seed: u64, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let mut src = ParamSource::random(seed, device);
+        let vae = Vqvae::new(&mut src, &config)?;
+        let var = Var::new(&mut src, &config)?;
+        Ok(Self::assemble(config, vae, var, device))
+    }
+
+    fn assemble(config: ModelConfig, vae: Vqvae, var: Var, device: &Device) -> Self {
+        Self {
+            config,
+            vae,
+            var,
+            device: device.clone(),
+            fitted_preview: OnceLock::new(),
+        }
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The fast-preview matrix: the stored one, else one fitted (once) on decoded random
+    /// token pyramids.
+    pub async fn preview_matrix(&self) -> Result<&PreviewMatrix> {
+        if let Some(p) = &self.config.preview {
+            return Ok(p);
+        }
+        if let Some(p) = self.fitted_preview.get() {
+            return Ok(p);
+        }
+        let fitted = fit_preview(&self.vae, &self.config, &self.device).await?;
+        Ok(self.fitted_preview.get_or_init(|| fitted))
+    }
+
+    /// Parameter counts `(vae, var)`.
+    pub fn num_params(&self) -> (usize, usize) {
+        use burn::module::Module;
+        (self.vae.num_params(), self.var.num_params())
+    }
+}
+
+impl ModelConfig {
+    /// Parses a fixture directory's `config.json`: model fields strictly, reference-run
+    /// fields (`cfgs`, `seed`, …) ignored.
+    pub fn from_fixture_json(json: &str) -> Result<Self> {
+        let mut value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(map) = value.as_object_mut() {
+            for key in FIXTURE_RUN_KEYS {
+                map.remove(key);
+            }
+        }
+        let config: Self =
+            serde_json::from_value(value).map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+}

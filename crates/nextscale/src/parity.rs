@@ -1,0 +1,233 @@
+//! Numerical parity against reference outputs of the official PyTorch code, in the format
+//! of `shared/fixtures` (`cases.safetensors`). Used by `nextscale parity` and the tests.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::pipeline::{Event, GenerateRequest, Generation, PreviewMode, read_f32};
+use crate::sampler::SamplingOptions;
+use crate::weights::WeightFile;
+
+/// Max abs error allowed for float outputs on flex (the fixture README bounds float noise
+/// at 3.5e-5).
+pub const FLOAT_TOL: f64 = 1e-4;
+
+/// How one case compared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseResult {
+    /// Case name, e.g. `greedy.cfg4.0.f_hat.2`.
+    pub name: String,
+    /// Max abs error for floats, or the number of differing tokens.
+    pub error: f64,
+    /// The bound it must stay within.
+    pub tolerance: f64,
+    /// True for token comparisons (exact).
+    pub exact: bool,
+}
+
+impl CaseResult {
+    /// Whether the case is within tolerance.
+    pub fn passed(&self) -> bool {
+        self.error.is_finite() && self.error <= self.tolerance
+    }
+}
+
+struct Cases<'w, 'a> {
+    file: &'w WeightFile<'a>,
+    device: Device,
+    results: Vec<CaseResult>,
+}
+
+impl Cases<'_, '_> {
+    fn float<const D: usize>(&self, name: &str) -> Result<Tensor<D>> {
+        let (v, shape) = self.file.read_f32(name)?;
+        let shape: [usize; D] = shape.try_into().map_err(|s| Error::ShapeMismatch {
+            name: name.into(),
+            actual: s,
+            expected: vec![0; D],
+        })?;
+        Ok(Tensor::from_data(TensorData::new(v, shape), &self.device))
+    }
+
+    fn int<const D: usize>(&self, name: &str) -> Result<Tensor<D, Int>> {
+        let (v, shape) = self.file.read_i64(name)?;
+        let shape: [usize; D] = shape.try_into().map_err(|s| Error::ShapeMismatch {
+            name: name.into(),
+            actual: s,
+            expected: vec![0; D],
+        })?;
+        Ok(Tensor::from_data(TensorData::new(v, shape), &self.device))
+    }
+
+    fn scales(&self, prefix: &str) -> usize {
+        (0..)
+            .take_while(|si| self.file.contains(&format!("{prefix}{si}")))
+            .count()
+    }
+
+    async fn compare_float<const D: usize>(&mut self, name: &str, got: Tensor<D>) -> Result<()> {
+        let (want, shape) = self.file.read_f32(name)?;
+        if got.dims().to_vec() != shape {
+            return Err(Error::ShapeMismatch {
+                name: name.into(),
+                actual: got.dims().to_vec(),
+                expected: shape,
+            });
+        }
+        let got = read_f32(got).await?;
+        let error = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs() as f64)
+            .fold(
+                0.0,
+                |m: f64, e| if e.is_nan() { f64::NAN } else { m.max(e) },
+            );
+        self.results.push(CaseResult {
+            name: name.into(),
+            error,
+            tolerance: FLOAT_TOL,
+            exact: false,
+        });
+        Ok(())
+    }
+
+    fn compare_tokens(&mut self, name: &str, got: &[i64]) -> Result<()> {
+        let (want, _) = self.file.read_i64(name)?;
+        let error = if got.len() == want.len() {
+            got.iter().zip(&want).filter(|(a, b)| a != b).count() as f64
+        } else {
+            f64::INFINITY
+        };
+        self.results.push(CaseResult {
+            name: name.into(),
+            error,
+            tolerance: 0.0,
+            exact: true,
+        });
+        Ok(())
+    }
+}
+
+async fn read_i64(t: Tensor<2, Int>) -> Result<Vec<i64>> {
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Backend(format!("{e:?}")))?;
+    Ok(data.iter::<i64>().collect())
+}
+
+/// Runs every case present in `cases` against `model`.
+pub async fn run_var_cases(model: &Model, cases: &WeightFile<'_>) -> Result<Vec<CaseResult>> {
+    let mut c = Cases {
+        file: cases,
+        device: model.device().clone(),
+        results: Vec::new(),
+    };
+    let vae = &model.vae;
+    if cases.contains("encode.input_image") {
+        let img = c.float::<4>("encode.input_image")?;
+        let f = vae.img_to_f(img);
+        let (idx, f_hats) = vae.quantize.encode(f);
+        for (si, idx_bl) in idx.into_iter().enumerate() {
+            let got = read_i64(idx_bl).await?;
+            c.compare_tokens(&format!("encode.idx.{si}"), &got)?;
+        }
+        for (si, f_hat) in f_hats.into_iter().enumerate() {
+            let name = format!("encode.recon_image.{si}");
+            if cases.contains(&name) {
+                c.compare_float(&name, vae.fhat_to_img(f_hat)).await?;
+            }
+        }
+    }
+    let sn = c.scales("decode.idx.");
+    if sn > 0 {
+        let idx: Vec<Tensor<2, Int>> = (0..sn)
+            .map(|si| c.int::<2>(&format!("decode.idx.{si}")))
+            .collect::<Result<_>>()?;
+        if cases.contains("decode.image") {
+            c.compare_float("decode.image", vae.idx_to_img(&idx))
+                .await?;
+        }
+        if cases.contains("forward.var_input") {
+            let var_input = vae.quantize.idx_to_var_input(&idx);
+            c.compare_float("forward.var_input", var_input.clone())
+                .await?;
+            if cases.contains("forward.logits") {
+                let labels = c.int::<1>("forward.labels")?;
+                let input = c.float::<3>("forward.var_input")?;
+                c.compare_float("forward.logits", model.var.forward(labels, input))
+                    .await?;
+            }
+        }
+    }
+    for cfg_text in greedy_cfgs(cases) {
+        run_greedy(&mut c, model, &cfg_text).await?;
+    }
+    if c.results.is_empty() {
+        return Err(Error::Config(
+            "the cases file holds no case this build knows".into(),
+        ));
+    }
+    Ok(c.results)
+}
+
+/// The cfg values of `greedy.cfg{c}.idx.0` keys, as written in the key.
+fn greedy_cfgs(cases: &WeightFile) -> Vec<String> {
+    let mut cfgs: Vec<String> = cases
+        .names()
+        .iter()
+        .filter_map(|n| {
+            n.strip_prefix("greedy.cfg")?
+                .strip_suffix(".idx.0")
+                .map(String::from)
+        })
+        .collect();
+    cfgs.sort();
+    cfgs
+}
+
+async fn run_greedy(c: &mut Cases<'_, '_>, model: &Model, cfg_text: &str) -> Result<()> {
+    let cfg: f64 = cfg_text
+        .parse()
+        .map_err(|_| Error::Config(format!("bad cfg `{cfg_text}` in a greedy case name")))?;
+    let (labels, _) = c.file.read_i64("forward.labels")?;
+    let request = GenerateRequest {
+        labels: labels.iter().map(|&l| Some(l as usize)).collect(),
+        seed: 0,
+        cfg,
+        sampling: SamplingOptions {
+            top_k: 1,
+            top_p: 0.0,
+            more_smooth: false,
+        },
+        preview: PreviewMode::None,
+    };
+    let mut generation = Generation::new(model, request)?;
+    let prefix = format!("greedy.cfg{cfg_text}");
+    while let Some(event) = generation.next_event().await? {
+        match event {
+            Event::Scale {
+                index,
+                tokens,
+                f_hat,
+                ..
+            } => {
+                let flat: Vec<i64> = tokens.iter().flatten().map(|&t| t as i64).collect();
+                c.compare_tokens(&format!("{prefix}.idx.{index}"), &flat)?;
+                let name = format!("{prefix}.f_hat.{index}");
+                if c.file.contains(&name) {
+                    c.compare_float(&name, f_hat).await?;
+                }
+            }
+            Event::Done { image01, .. } => {
+                let name = format!("{prefix}.image01");
+                if c.file.contains(&name) {
+                    c.compare_float(&name, image01).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

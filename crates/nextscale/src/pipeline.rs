@@ -1,0 +1,358 @@
+//! Scale-by-scale generation with a KV cache, classifier-free guidance and streamed events.
+//!
+//! [`Generation::next_event`] advances one scale per call and yields an [`Event`]; callers
+//! stream previews as they land and cancel by dropping the generation. Tensors are read back
+//! with `into_data_async`, so the same code runs in a browser on WebGPU.
+
+use burn::tensor::{Int, Tensor, TensorData};
+use web_time::Instant;
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::preview::{RgbaImage, fast_preview, to_rgba};
+use crate::sampler::{SamplingOptions, TokenRng, cfg_weight, guide, gumbel_soft, sample_token};
+use crate::var::KvCache;
+
+/// Largest batch a request may ask for.
+pub const MAX_BATCH: usize = 64;
+
+/// What preview each scale's event carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PreviewMode {
+    /// No preview.
+    None,
+    /// The linear Cvae → RGB map at latent resolution (nearly free).
+    #[default]
+    Fast,
+    /// A full decoder pass (exact, costs one decode per scale).
+    Full,
+}
+
+/// One generation request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    /// One entry per image: a class label, or `None` for unconditional.
+    pub labels: Vec<Option<usize>>,
+    /// Image i uses the random stream of `seed + i`.
+    pub seed: u64,
+    /// Classifier-free guidance strength.
+    pub cfg: f64,
+    /// Sampling masks and smoothing.
+    pub sampling: SamplingOptions,
+    /// Per-scale preview.
+    pub preview: PreviewMode,
+}
+
+impl GenerateRequest {
+    /// `count` images of one class (or unconditional) with the official defaults
+    /// (cfg 1.5, top-k 900, top-p 0.96).
+    pub fn new(label: Option<usize>, count: usize, seed: u64) -> Self {
+        Self {
+            labels: vec![label; count],
+            seed,
+            cfg: 1.5,
+            sampling: SamplingOptions {
+                top_k: 900,
+                top_p: 0.96,
+                more_smooth: false,
+            },
+            preview: PreviewMode::Fast,
+        }
+    }
+
+    /// Checks every option against the model.
+    pub fn validate(&self, model: &Model) -> Result<()> {
+        let bad = |m: String| Err(Error::BadRequest(m));
+        if self.labels.is_empty() || self.labels.len() > MAX_BATCH {
+            return bad(format!(
+                "batch size {} must be in 1..={MAX_BATCH}",
+                self.labels.len()
+            ));
+        }
+        for label in self.labels.iter().flatten() {
+            model.config.check_class(*label)?;
+        }
+        if !self.cfg.is_finite() || self.cfg < 0.0 {
+            return bad(format!("cfg {} must be a finite number ≥ 0", self.cfg));
+        }
+        let p = self.sampling.top_p;
+        if !p.is_finite() || !(0.0..=1.0).contains(&p) {
+            return bad(format!("top_p {p} must be in [0, 1]"));
+        }
+        if self.sampling.top_k > model.config.vocab_size {
+            return bad(format!(
+                "top_k {} exceeds the vocabulary size {}",
+                self.sampling.top_k, model.config.vocab_size
+            ));
+        }
+        if self.seed.checked_add(self.labels.len() as u64).is_none() {
+            return bad(format!("seed {} overflows with the batch size", self.seed));
+        }
+        Ok(())
+    }
+}
+
+/// Wall time of each stage of one generation, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timings {
+    /// Transformer + sampling + f_hat update, per scale.
+    pub scale_ms: Vec<f64>,
+    /// Preview work, per scale.
+    pub preview_ms: Vec<f64>,
+    /// The final decoder pass.
+    pub decode_ms: f64,
+    /// Everything.
+    pub total_ms: f64,
+}
+
+/// What a generation reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Scale `index` (0-based) of `of` is done.
+    Scale {
+        /// Scale index.
+        index: usize,
+        /// Number of scales.
+        of: usize,
+        /// Token indices of this scale, per image, row-major `pn × pn`.
+        tokens: Vec<Vec<u32>>,
+        /// f_hat after this scale, `[B, Cvae, HW, HW]`.
+        f_hat: Tensor<4>,
+        /// The preview the request asked for, one per image.
+        preview: Option<Vec<RgbaImage>>,
+        /// Milliseconds since the generation started.
+        elapsed_ms: f64,
+    },
+    /// The final images.
+    Done {
+        /// `[B, 3, H, W]` in [0, 1].
+        image01: Tensor<4>,
+        /// The same as 8-bit RGBA.
+        images: Vec<RgbaImage>,
+        /// Where the time went.
+        timings: Timings,
+    },
+}
+
+/// A generation in progress. Advance it with [`Generation::next_event`].
+pub struct Generation<'m> {
+    model: &'m Model,
+    request: GenerateRequest,
+    rngs: Vec<TokenRng>,
+    caches: Vec<KvCache>,
+    /// Class condition, `[2B, D]` with guidance (cond then null), else `[B, D]`.
+    cond_bd: Tensor<2>,
+    guided: bool,
+    next_x_blc: Option<Tensor<3>>,
+    f_hat: Tensor<4>,
+    si: usize,
+    started: Instant,
+    timings: Timings,
+    finished: bool,
+}
+
+impl<'m> Generation<'m> {
+    /// Validates the request and prepares the first scale.
+    pub fn new(model: &'m Model, request: GenerateRequest) -> Result<Self> {
+        request.validate(model)?;
+        let device = model.device();
+        let b = request.labels.len();
+        let null = model.var.null_class() as i64;
+        // cfg = 0 makes t = 0 at every scale, so the unconditional half cannot change the
+        // result and is skipped.
+        let guided = request.cfg > 0.0;
+        let mut labels: Vec<i64> = request
+            .labels
+            .iter()
+            .map(|l| l.map_or(null, |v| v as i64))
+            .collect();
+        if guided {
+            labels.extend(std::iter::repeat_n(null, b));
+        }
+        let n = labels.len();
+        let labels_n = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device);
+        let cond_bd = model.var.cond(labels_n);
+        let next_x_blc = Some(model.var.sos(cond_bd.clone()));
+        let hw = model.config.latent_size();
+        let f_hat = Tensor::zeros([b, model.config.cvae, hw, hw], device);
+        let rngs = (0..b as u64)
+            .map(|i| TokenRng::new(request.seed + i))
+            .collect();
+        Ok(Self {
+            model,
+            rngs,
+            caches: model.var.new_caches(),
+            cond_bd,
+            guided,
+            next_x_blc,
+            f_hat,
+            si: 0,
+            started: Instant::now(),
+            timings: Timings::default(),
+            finished: false,
+            request,
+        })
+    }
+
+    /// Number of scales.
+    pub fn num_scales(&self) -> usize {
+        self.model.config.patch_nums.len()
+    }
+
+    /// Runs the next scale (or the final decode) and returns its event; `None` when done.
+    pub async fn next_event(&mut self) -> Result<Option<Event>> {
+        if self.finished {
+            return Ok(None);
+        }
+        let sn = self.num_scales();
+        if self.si == sn {
+            self.finished = true;
+            return self.finish().await.map(Some);
+        }
+        let t0 = Instant::now();
+        let (tokens, f_hat) = self.step().await?;
+        self.timings.scale_ms.push(ms_since(t0));
+        let t1 = Instant::now();
+        let preview = self.preview(f_hat.clone()).await?;
+        self.timings.preview_ms.push(ms_since(t1));
+        let event = Event::Scale {
+            index: self.si,
+            of: sn,
+            tokens,
+            f_hat,
+            preview,
+            elapsed_ms: ms_since(self.started),
+        };
+        self.si += 1;
+        Ok(Some(event))
+    }
+
+    /// Runs every remaining step and returns the final event.
+    pub async fn run_to_end(mut self) -> Result<Event> {
+        loop {
+            match self.next_event().await? {
+                Some(done @ Event::Done { .. }) => return Ok(done),
+                Some(_) => continue,
+                None => return Err(Error::BadRequest("generation already finished".into())),
+            }
+        }
+    }
+
+    async fn step(&mut self) -> Result<(Vec<Vec<u32>>, Tensor<4>)> {
+        let model = self.model;
+        let config = &model.config;
+        let (si, sn) = (self.si, self.num_scales());
+        let pn = config.patch_nums[si];
+        let l = pn * pn;
+        let b = self.request.labels.len();
+        let v = config.vocab_size;
+        let x_blc = self
+            .next_x_blc
+            .take()
+            .expect("input prepared for every scale");
+        let logits_nlv =
+            model
+                .var
+                .forward_blocks(x_blc, self.cond_bd.clone(), None, Some(&mut self.caches));
+        let logits = read_f32(logits_nlv).await?;
+        let t = cfg_weight(self.request.cfg, si, sn);
+        let ratio = si as f64 / (sn - 1) as f64;
+        let opts = self.request.sampling;
+        let cvae = config.cvae;
+        let mut tokens = vec![Vec::with_capacity(l); b];
+        let mut soft = Vec::new();
+        for (bi, (rng, toks)) in self.rngs.iter_mut().zip(tokens.iter_mut()).enumerate() {
+            let mut rows: Vec<Vec<f32>> = Vec::with_capacity(l);
+            for li in 0..l {
+                let start = (bi * l + li) * v;
+                let mut row = logits[start..start + v].to_vec();
+                if self.guided {
+                    let ustart = ((b + bi) * l + li) * v;
+                    guide(&mut row, &logits[ustart..ustart + v], t);
+                }
+                toks.push(sample_token(&mut row, &opts, rng) as u32);
+                rows.push(row);
+            }
+            if opts.more_smooth {
+                for row in &rows {
+                    soft.extend(gumbel_soft(row, ratio, rng));
+                }
+            }
+        }
+        let device = model.device();
+        let h_bchw = if opts.more_smooth {
+            let probs_nv = Tensor::<2>::from_data(TensorData::new(soft, [b * l, v]), device);
+            probs_nv
+                .matmul(model.vae.quantize.embedding.weight.val())
+                .reshape([b, l, cvae])
+                .swap_dims(1, 2)
+                .reshape([b, cvae, pn, pn])
+        } else {
+            let flat: Vec<i64> = tokens.iter().flatten().map(|&t| t as i64).collect();
+            let idx_bl = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, l]), device);
+            model.vae.quantize.lookup(idx_bl)
+        };
+        let (f_hat, next) = model
+            .vae
+            .quantize
+            .next_input(si, self.f_hat.clone(), h_bchw);
+        self.f_hat = f_hat.clone();
+        if let Some(next_bchw) = next {
+            let pn_next = config.patch_nums[si + 1];
+            let x_blcv = next_bchw
+                .reshape([b, cvae, pn_next * pn_next])
+                .swap_dims(1, 2);
+            let x_blc = model.var.embed_scale(si + 1, x_blcv);
+            self.next_x_blc = Some(if self.guided {
+                x_blc.repeat_dim(0, 2)
+            } else {
+                x_blc
+            });
+        }
+        Ok((tokens, f_hat))
+    }
+
+    async fn preview(&self, f_hat: Tensor<4>) -> Result<Option<Vec<RgbaImage>>> {
+        let image01 = match self.request.preview {
+            PreviewMode::None => return Ok(None),
+            PreviewMode::Fast => fast_preview(self.model.preview_matrix().await?, f_hat),
+            PreviewMode::Full => (self.model.vae.fhat_to_img(f_hat) + 1.0) * 0.5,
+        };
+        Ok(Some(images_of(image01).await?))
+    }
+
+    async fn finish(&mut self) -> Result<Event> {
+        let t0 = Instant::now();
+        let image01 = (self.model.vae.fhat_to_img(self.f_hat.clone()) + 1.0) * 0.5;
+        let images = images_of(image01.clone()).await?;
+        self.timings.decode_ms = ms_since(t0);
+        self.timings.total_ms = ms_since(self.started);
+        Ok(Event::Done {
+            image01,
+            images,
+            timings: self.timings.clone(),
+        })
+    }
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Reads a float tensor back to the host asynchronously.
+pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Backend(format!("{e:?}")))?;
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Backend(format!("{e:?}")))
+}
+
+/// Reads `[B, 3, H, W]` in [0, 1] back as RGBA images.
+pub async fn images_of(image01_b3hw: Tensor<4>) -> Result<Vec<RgbaImage>> {
+    let [b, _, h, w] = image01_b3hw.dims();
+    let values = read_f32(image01_b3hw).await?;
+    Ok(to_rgba(&values, b, h, w))
+}

@@ -1,0 +1,154 @@
+//! The AdaLN transformer block and the AdaLN head norm (official `basic_var.AdaLNSelfAttn`,
+//! `AdaLNBeforeHead`, `FFN`).
+
+use burn::module::{Module, Param};
+use burn::tensor::Tensor;
+use burn::tensor::activation::{gelu_approximate, silu};
+
+use super::attention::{KvCache, SelfAttention};
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::nn::{INIT_STD, Linear, layer_norm_plain};
+use crate::weights::{Init, ParamSource};
+
+/// The condition a block modulates with.
+#[derive(Debug, Clone)]
+pub enum BlockCond {
+    /// The class condition `[B, D]`; each block has its own `ada_lin`.
+    PerBlock(Tensor<2>),
+    /// The shared AdaLN output `[B, 1, 6, C]`; each block adds its `ada_gss`.
+    Shared(Tensor<4>),
+}
+
+/// FFN: fc1 → GELU(tanh) → fc2.
+#[derive(Module, Debug)]
+pub struct Ffn {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Ffn {
+    /// # Shapes
+    /// - x: `[B, L, C]` → `[B, L, C]`
+    pub fn forward(&self, x_blc: Tensor<3>) -> Tensor<3> {
+        self.fc2.forward(gelu_approximate(self.fc1.forward(x_blc)))
+    }
+}
+
+/// `AdaLNSelfAttn`: `x += attn(ln(x)·(1+scale1)+shift1)·gamma1`, then the FFN likewise.
+#[derive(Module, Debug)]
+pub struct AdaLnSelfAttn {
+    attn: SelfAttention,
+    ffn: Ffn,
+    /// `SiLU → Linear(D, 6C)` when AdaLN is per block.
+    ada_lin: Option<Linear>,
+    /// `[1, 1, 6, C]` offsets added to the shared AdaLN output.
+    ada_gss: Option<Param<Tensor<4>>>,
+    embed_dim: usize,
+    norm_eps: f64,
+}
+
+impl AdaLnSelfAttn {
+    /// Builds `blocks.{index}.*`.
+    pub fn new(src: &mut ParamSource, config: &ModelConfig, index: usize) -> Result<Self> {
+        let (c, d) = (config.embed_dim, config.embed_dim);
+        let name = format!("blocks.{index}");
+        let out_std = INIT_STD / (2.0 * config.depth as f64).sqrt();
+        let hidden = config.ffn_hidden();
+        Ok(Self {
+            attn: SelfAttention::new(
+                src,
+                &format!("{name}.attn"),
+                c,
+                config.num_heads,
+                config.attn_l2_norm,
+                out_std,
+            )?,
+            ffn: Ffn {
+                fc1: Linear::new(src, &format!("{name}.ffn.fc1"), c, hidden, true)?,
+                fc2: Linear::with_std(src, &format!("{name}.ffn.fc2"), hidden, c, true, out_std)?,
+            },
+            ada_lin: if config.shared_aln {
+                None
+            } else {
+                Some(Linear::with_std(
+                    src,
+                    &format!("{name}.ada_lin.1"),
+                    d,
+                    6 * c,
+                    true,
+                    INIT_STD * 0.5,
+                )?)
+            },
+            ada_gss: if config.shared_aln {
+                Some(src.param(
+                    &format!("{name}.ada_gss"),
+                    [1, 1, 6, c],
+                    Init::Normal(INIT_STD * 0.5),
+                )?)
+            } else {
+                None
+            },
+            embed_dim: c,
+            norm_eps: config.norm_eps,
+        })
+    }
+
+    /// # Shapes
+    /// - x: `[B, L, C]` → `[B, L, C]`; `attn_bias`: `[L, L]`
+    pub fn forward(
+        &self,
+        x_blc: Tensor<3>,
+        cond: &BlockCond,
+        attn_bias_ll: Option<Tensor<2>>,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let c = self.embed_dim;
+        let gss_b16c = match (cond, &self.ada_lin, &self.ada_gss) {
+            (BlockCond::PerBlock(cond_bd), Some(ada_lin), _) => {
+                let b = cond_bd.dims()[0];
+                ada_lin.forward(silu(cond_bd.clone())).reshape([b, 1, 6, c])
+            }
+            (BlockCond::Shared(gss_b16c), _, Some(ada_gss)) => gss_b16c.clone() + ada_gss.val(),
+            _ => unreachable!("the model builds blocks and their condition from one config"),
+        };
+        let b = gss_b16c.dims()[0];
+        let m = |i: usize| gss_b16c.clone().narrow(2, i, 1).reshape([b, 1, c]);
+        let (gamma1, gamma2, scale1, scale2, shift1, shift2) = (m(0), m(1), m(2), m(3), m(4), m(5));
+        let h_blc = layer_norm_plain(x_blc.clone(), self.norm_eps) * (scale1 + 1.0) + shift1;
+        let x_blc = x_blc + self.attn.forward(h_blc, attn_bias_ll, cache) * gamma1;
+        let h_blc = layer_norm_plain(x_blc.clone(), self.norm_eps) * (scale2 + 1.0) + shift2;
+        x_blc + self.ffn.forward(h_blc) * gamma2
+    }
+}
+
+/// `AdaLNBeforeHead`: `ln(x)·(1+scale)+shift` with `SiLU → Linear(D, 2C)` into (scale, shift).
+#[derive(Module, Debug)]
+pub struct AdaLnBeforeHead {
+    ada_lin: Linear,
+    embed_dim: usize,
+    norm_eps: f64,
+}
+
+impl AdaLnBeforeHead {
+    /// Builds `head_nm.ada_lin.1`.
+    pub fn new(src: &mut ParamSource, config: &ModelConfig) -> Result<Self> {
+        let c = config.embed_dim;
+        Ok(Self {
+            ada_lin: Linear::with_std(src, "head_nm.ada_lin.1", c, 2 * c, true, INIT_STD * 0.5)?,
+            embed_dim: c,
+            norm_eps: config.norm_eps,
+        })
+    }
+
+    /// # Shapes
+    /// - x: `[B, L, C]`, cond: `[B, D]` → `[B, L, C]`
+    pub fn forward(&self, x_blc: Tensor<3>, cond_bd: Tensor<2>) -> Tensor<3> {
+        let c = self.embed_dim;
+        let b = cond_bd.dims()[0];
+        let ss_b12c = self.ada_lin.forward(silu(cond_bd)).reshape([b, 1, 2, c]);
+        let scale = ss_b12c.clone().narrow(2, 0, 1).reshape([b, 1, c]);
+        let shift = ss_b12c.narrow(2, 1, 1).reshape([b, 1, c]);
+        layer_norm_plain(x_blc, self.norm_eps) * (scale + 1.0) + shift
+    }
+}

@@ -1,0 +1,216 @@
+//! The VAR transformer ("Visual Autoregressive Modeling: Scalable Image Generation via
+//! Next-Scale Prediction", Tian et al. 2024, <https://arxiv.org/abs/2404.02905>), with the
+//! official `var.*` tensor names.
+
+mod attention;
+mod block;
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+pub use attention::{KvCache, SelfAttention};
+pub use block::{AdaLnBeforeHead, AdaLnSelfAttn, BlockCond, Ffn};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::nn::{Embedding, INIT_STD, Linear};
+use crate::weights::{Init, ParamSource};
+
+/// Additive mask value for blocked attention (finite, so WGSL stays well-defined).
+const MASKED: f32 = -1e30;
+
+/// The VAR transformer.
+#[derive(Module, Debug)]
+pub struct Var {
+    word_embed: Linear,
+    class_emb: Embedding,
+    pos_start: Param<Tensor<3>>,
+    pos_1lc: Param<Tensor<3>>,
+    lvl_embed: Embedding,
+    shared_ada_lin: Option<Linear>,
+    blocks: Vec<AdaLnSelfAttn>,
+    head_nm: AdaLnBeforeHead,
+    head: Linear,
+    patch_nums: Vec<usize>,
+    num_classes: usize,
+    embed_dim: usize,
+}
+
+impl Var {
+    /// Builds every `var.*` tensor of `config` (without the prefix; the source has it).
+    pub fn new(src: &mut ParamSource, config: &ModelConfig) -> Result<Self> {
+        let c = config.embed_dim;
+        let init_std = (1.0 / c as f64 / 3.0).sqrt();
+        let first_l = config.patch_nums[0] * config.patch_nums[0];
+        let l = config.seq_len();
+        let mut blocks = Vec::with_capacity(config.depth);
+        let word_embed = Linear::new(src, "word_embed", config.cvae, c, true)?;
+        let class_emb = Embedding::new(src, "class_emb", config.num_classes + 1, c, init_std)?;
+        let pos_start = src.param("pos_start", [1, first_l, c], Init::Normal(init_std))?;
+        let pos_1lc = src.param("pos_1LC", [1, l, c], Init::Normal(init_std))?;
+        let lvl_embed = Embedding::new(src, "lvl_embed", config.patch_nums.len(), c, init_std)?;
+        let shared_ada_lin = if config.shared_aln {
+            Some(Linear::new(src, "shared_ada_lin.1", c, 6 * c, true)?)
+        } else {
+            None
+        };
+        for i in 0..config.depth {
+            blocks.push(AdaLnSelfAttn::new(src, config, i)?);
+        }
+        let head_nm = AdaLnBeforeHead::new(src, config)?;
+        let head = Linear::with_std(src, "head", c, config.vocab_size, true, INIT_STD * 0.02)?;
+        Ok(Self {
+            word_embed,
+            class_emb,
+            pos_start,
+            pos_1lc,
+            lvl_embed,
+            shared_ada_lin,
+            blocks,
+            head_nm,
+            head,
+            patch_nums: config.patch_nums.clone(),
+            num_classes: config.num_classes,
+            embed_dim: c,
+        })
+    }
+
+    /// Token offsets `(begin, end)` of each scale in the flattened sequence.
+    pub fn begin_ends(&self) -> Vec<(usize, usize)> {
+        let mut cur = 0;
+        self.patch_nums
+            .iter()
+            .map(|pn| {
+                let be = (cur, cur + pn * pn);
+                cur += pn * pn;
+                be
+            })
+            .collect()
+    }
+
+    /// The class condition; label `num_classes` is the null class.
+    ///
+    /// # Shapes
+    /// - labels: `[B]` → `[B, D]`
+    pub fn cond(&self, labels_b: Tensor<1, Int>) -> Tensor<2> {
+        self.class_emb.forward(labels_b)
+    }
+
+    /// Index of the null (unconditional) class.
+    pub fn null_class(&self) -> usize {
+        self.num_classes
+    }
+
+    /// The per-block condition (shared AdaLN computed once when enabled).
+    pub fn block_cond(&self, cond_bd: Tensor<2>) -> BlockCond {
+        match &self.shared_ada_lin {
+            Some(lin) => {
+                let b = cond_bd.dims()[0];
+                BlockCond::Shared(
+                    lin.forward(silu(cond_bd))
+                        .reshape([b, 1, 6, self.embed_dim]),
+                )
+            }
+            None => BlockCond::PerBlock(cond_bd),
+        }
+    }
+
+    /// Level plus position embedding of the tokens `begin..end`.
+    ///
+    /// # Shapes
+    /// - returns `[1, end − begin, C]`
+    pub fn lvl_pos(&self, begin: usize, end: usize) -> Tensor<3> {
+        let device = self.pos_1lc.val().device();
+        let lvl: Vec<i64> = self
+            .begin_ends()
+            .iter()
+            .enumerate()
+            .flat_map(|(si, (b, e))| std::iter::repeat_n(si as i64, e - b))
+            .skip(begin)
+            .take(end - begin)
+            .collect();
+        let lvl_l = Tensor::<1, Int>::from_data(TensorData::new(lvl, [end - begin]), &device);
+        let lvl_1lc = self.lvl_embed.forward(lvl_l).unsqueeze_dim::<3>(0);
+        lvl_1lc + self.pos_1lc.val().narrow(1, begin, end - begin)
+    }
+
+    /// The first scale's input: class embedding + `pos_start` + level/position embedding.
+    ///
+    /// # Shapes
+    /// - cond: `[B, D]` → `[B, pn₀², C]`
+    pub fn sos(&self, cond_bd: Tensor<2>) -> Tensor<3> {
+        let [b, c] = cond_bd.dims();
+        let first_l = self.patch_nums[0] * self.patch_nums[0];
+        cond_bd.reshape([b, 1, c]).expand([b, first_l, c])
+            + self.pos_start.val()
+            + self.lvl_pos(0, first_l)
+    }
+
+    /// Embeds a scale's input map (`word_embed` + level/position) for scale `si`.
+    ///
+    /// # Shapes
+    /// - x: `[B, pn², Cvae]` → `[B, pn², C]`
+    pub fn embed_scale(&self, si: usize, x_blcv: Tensor<3>) -> Tensor<3> {
+        let (begin, end) = self.begin_ends()[si];
+        self.word_embed.forward(x_blcv) + self.lvl_pos(begin, end)
+    }
+
+    /// Runs the blocks and the head.
+    ///
+    /// # Shapes
+    /// - x: `[B, l, C]`, cond: `[B, D]` → logits `[B, l, V]`
+    pub fn forward_blocks(
+        &self,
+        mut x_blc: Tensor<3>,
+        cond_bd: Tensor<2>,
+        attn_bias_ll: Option<Tensor<2>>,
+        mut caches: Option<&mut [KvCache]>,
+    ) -> Tensor<3> {
+        let block_cond = self.block_cond(cond_bd.clone());
+        for (i, block) in self.blocks.iter().enumerate() {
+            let cache = caches.as_deref_mut().map(|c| &mut c[i]);
+            x_blc = block.forward(x_blc, &block_cond, attn_bias_ll.clone(), cache);
+        }
+        self.head.forward(self.head_nm.forward(x_blc, cond_bd))
+    }
+
+    /// Fresh KV caches, one per block.
+    pub fn new_caches(&self) -> Vec<KvCache> {
+        vec![KvCache::default(); self.blocks.len()]
+    }
+
+    /// The block-causal mask: scale i attends to scales ≤ i.
+    ///
+    /// # Shapes
+    /// - returns `[L, L]` (0 where allowed, a large negative value elsewhere)
+    pub fn causal_mask(&self, device: &Device) -> Tensor<2> {
+        let d: Vec<usize> = self
+            .begin_ends()
+            .iter()
+            .enumerate()
+            .flat_map(|(si, (b, e))| std::iter::repeat_n(si, e - b))
+            .collect();
+        let l = d.len();
+        let mask: Vec<f32> = (0..l * l)
+            .map(|i| if d[i / l] >= d[i % l] { 0.0 } else { MASKED })
+            .collect();
+        Tensor::from_data(TensorData::new(mask, [l, l]), device)
+    }
+
+    /// The teacher-forced forward pass with the block-causal mask (`VAR.forward` without
+    /// the label drop, which the caller applies).
+    ///
+    /// # Shapes
+    /// - labels: `[B]`, x: `[B, L − pn₀², Cvae]` → logits `[B, L, V]`
+    pub fn forward(&self, labels_b: Tensor<1, Int>, x_blcv_wo_first_l: Tensor<3>) -> Tensor<3> {
+        let cond_bd = self.cond(labels_b);
+        let device = cond_bd.device();
+        let first_l = self.patch_nums[0] * self.patch_nums[0];
+        let l = self.begin_ends().last().expect("validated").1;
+        let sos_blc = self.sos(cond_bd.clone());
+        let rest_blc = self.word_embed.forward(x_blcv_wo_first_l) + self.lvl_pos(first_l, l);
+        let x_blc = Tensor::cat(vec![sos_blc, rest_blc], 1);
+        self.forward_blocks(x_blc, cond_bd, Some(self.causal_mask(&device)), None)
+    }
+}

@@ -1,0 +1,381 @@
+//! Reading model files: safetensors with the official key names, validated tensor by tensor,
+//! and the [`ParamSource`] every module is built from (loaded weights or a seeded random init).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
+
+use crate::convert::is_derived_buffer;
+use crate::error::{Error, Result};
+
+/// A parsed safetensors file, borrowed from its bytes.
+pub struct WeightFile<'a> {
+    tensors: SafeTensors<'a>,
+    metadata: HashMap<String, String>,
+}
+
+impl<'a> WeightFile<'a> {
+    /// Parses and validates the header and every tensor's byte range.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(map_st_error)?;
+        let tensors = SafeTensors::deserialize(bytes).map_err(map_st_error)?;
+        Ok(Self {
+            tensors,
+            metadata: meta.metadata().clone().unwrap_or_default(),
+        })
+    }
+
+    /// A value of the `__metadata__` map.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
+    }
+
+    /// Names of all tensors, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tensors.names().into_iter().map(String::from).collect();
+        names.sort();
+        names
+    }
+
+    /// True when a tensor of that name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.tensor(name).is_ok()
+    }
+
+    /// Shape of a tensor, if present.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensors.tensor(name).ok().map(|t| t.shape().to_vec())
+    }
+
+    /// Reads a float tensor (f32, f16 or bf16) as f32 values with its shape.
+    pub fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+        let view = self
+            .tensors
+            .tensor(name)
+            .map_err(|_| Error::MissingTensor(name.to_string()))?;
+        let data = view.data();
+        let values = match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::DType {
+                    name: name.to_string(),
+                    actual: format!("{other:?}"),
+                    expected: "F32, F16 or BF16",
+                });
+            }
+        };
+        Ok((values, view.shape().to_vec()))
+    }
+
+    /// Reads an integer tensor (i64 or i32) as i64 values with its shape.
+    pub fn read_i64(&self, name: &str) -> Result<(Vec<i64>, Vec<usize>)> {
+        let view = self
+            .tensors
+            .tensor(name)
+            .map_err(|_| Error::MissingTensor(name.to_string()))?;
+        let data = view.data();
+        let values = match view.dtype() {
+            Dtype::I64 => data
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("chunk of 8")))
+                .collect(),
+            Dtype::I32 => data
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes(b.try_into().expect("chunk of 4")) as i64)
+                .collect(),
+            other => {
+                return Err(Error::DType {
+                    name: name.to_string(),
+                    actual: format!("{other:?}"),
+                    expected: "I64 or I32",
+                });
+            }
+        };
+        Ok((values, view.shape().to_vec()))
+    }
+}
+
+fn map_st_error(e: SafeTensorError) -> Error {
+    match e {
+        SafeTensorError::MetadataIncompleteBuffer | SafeTensorError::InvalidTensorView(..) => {
+            Error::Truncated(e.to_string())
+        }
+        other => Error::BadHeader(other.to_string()),
+    }
+}
+
+/// How a parameter is initialised when it is not loaded.
+#[derive(Debug, Clone, Copy)]
+pub enum Init {
+    /// Normal with mean 0 and this standard deviation.
+    Normal(f64),
+    /// All zeros.
+    Zeros,
+    /// All ones.
+    Ones,
+    /// Every element equal to this value.
+    Const(f32),
+}
+
+enum Mode<'w, 'a> {
+    Load(&'w WeightFile<'a>),
+    Random(ChaCha8Rng),
+    /// Records names and shapes; parameters are 1-element placeholders.
+    Spec(BTreeMap<String, Vec<usize>>),
+}
+
+/// Where module parameters come from: a weight file (validated) or a seeded random init.
+///
+/// Modules ask for each parameter by its official name and shape; the source checks the
+/// file, converts the dtype and places the tensor on the device. [`ParamSource::finish`]
+/// then rejects tensors nobody asked for.
+pub struct ParamSource<'w, 'a> {
+    device: Device,
+    mode: Mode<'w, 'a>,
+    prefix: String,
+    used: BTreeSet<String>,
+}
+
+impl<'w, 'a> ParamSource<'w, 'a> {
+    /// Loads parameters from `file`, names prefixed with `prefix` (e.g. `"var."`).
+    pub fn load(file: &'w WeightFile<'a>, prefix: &str, device: &Device) -> Self {
+        Self {
+            device: device.clone(),
+            mode: Mode::Load(file),
+            prefix: prefix.to_string(),
+            used: BTreeSet::new(),
+        }
+    }
+
+    /// Draws parameters at random from a seeded generator.
+    pub fn random(seed: u64, device: &Device) -> Self {
+        Self {
+            device: device.clone(),
+            mode: Mode::Random(ChaCha8Rng::seed_from_u64(seed)),
+            prefix: String::new(),
+            used: BTreeSet::new(),
+        }
+    }
+
+    /// Records the name and shape of every parameter a module asks for, allocating nothing
+    /// of size; read the result with [`ParamSource::into_spec`].
+    pub fn spec(prefix: &str, device: &Device) -> Self {
+        Self {
+            device: device.clone(),
+            mode: Mode::Spec(BTreeMap::new()),
+            prefix: prefix.to_string(),
+            used: BTreeSet::new(),
+        }
+    }
+
+    /// The recorded `name → shape` map of a [`ParamSource::spec`] source (empty otherwise).
+    pub fn into_spec(self) -> BTreeMap<String, Vec<usize>> {
+        match self.mode {
+            Mode::Spec(spec) => spec,
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// The device parameters are placed on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn values(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Vec<f32>> {
+        let full = format!("{}{name}", self.prefix);
+        let numel: usize = shape.iter().product();
+        match &mut self.mode {
+            Mode::Load(file) => {
+                let (values, actual) = file.read_f32(&full)?;
+                if actual != shape {
+                    return Err(Error::ShapeMismatch {
+                        name: full,
+                        actual,
+                        expected: shape.to_vec(),
+                    });
+                }
+                self.used.insert(full);
+                Ok(values)
+            }
+            Mode::Spec(spec) => {
+                spec.insert(full, shape.to_vec());
+                Ok(vec![0.0])
+            }
+            Mode::Random(rng) => Ok(match init {
+                Init::Normal(std) => {
+                    let normal = Normal::new(0.0f32, std as f32)
+                        .map_err(|e| Error::Config(format!("init of {full}: {e}")))?;
+                    (0..numel).map(|_| normal.sample(rng)).collect()
+                }
+                Init::Zeros => vec![0.0; numel],
+                Init::Ones => vec![1.0; numel],
+                Init::Const(v) => vec![v; numel],
+            }),
+        }
+    }
+
+    /// A parameter of the given shape.
+    pub fn param<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+        init: Init,
+    ) -> Result<Param<Tensor<D>>> {
+        let values = self.values(name, &shape, init)?;
+        let shape = if values.len() == 1 { [1; D] } else { shape };
+        Ok(Param::from_tensor(self.upload(values, shape)))
+    }
+
+    /// A PyTorch `nn.Linear` weight stored `[out, in]`, returned transposed as `[in, out]`.
+    pub fn linear_weight(
+        &mut self,
+        name: &str,
+        d_out: usize,
+        d_in: usize,
+        init: Init,
+    ) -> Result<Param<Tensor<2>>> {
+        let values = self.values(name, &[d_out, d_in], init)?;
+        if values.len() == 1 {
+            return Ok(Param::from_tensor(self.upload(values, [1, 1])));
+        }
+        let mut transposed = vec![0.0f32; values.len()];
+        for o in 0..d_out {
+            for i in 0..d_in {
+                transposed[i * d_out + o] = values[o * d_in + i];
+            }
+        }
+        Ok(Param::from_tensor(self.upload(transposed, [d_in, d_out])))
+    }
+
+    fn upload<const D: usize>(&self, values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
+        Tensor::from_data(TensorData::new(values, shape), &self.device)
+    }
+
+    /// Checks that no tensor under this prefix went unused, other than the official
+    /// derived buffers.
+    pub fn finish(self) -> Result<()> {
+        let Mode::Load(file) = self.mode else {
+            return Ok(());
+        };
+        let extra: Vec<String> = file
+            .names()
+            .into_iter()
+            .filter(|n| n.starts_with(&self.prefix) && !self.used.contains(n))
+            .filter(|n| !is_derived_buffer(n))
+            .collect();
+        if extra.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::ExtraTensors(extra))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn file_with(tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+        let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+            .iter()
+            .map(|(n, d, s, b)| {
+                (
+                    n.to_string(),
+                    safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+                )
+            })
+            .collect();
+        safetensors::serialize(views, Some(HashMap::new())).unwrap()
+    }
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn loads_and_transposes_linear() {
+        let bytes = file_with(&[(
+            "var.w",
+            Dtype::F32,
+            vec![2, 3],
+            f32_bytes(&[1., 2., 3., 4., 5., 6.]),
+        )]);
+        let file = WeightFile::parse(&bytes).unwrap();
+        let mut src = ParamSource::load(&file, "var.", &Device::flex());
+        let w = src.linear_weight("w", 2, 3, Init::Zeros).unwrap();
+        let v = w.val().into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(v, vec![1., 4., 2., 5., 3., 6.]);
+        src.finish().unwrap();
+    }
+
+    #[test]
+    fn reads_f16() {
+        let h: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+            .collect();
+        let bytes = file_with(&[("a", Dtype::F16, vec![2], h)]);
+        let file = WeightFile::parse(&bytes).unwrap();
+        assert_eq!(file.read_f32("a").unwrap().0, vec![1.5, -2.0]);
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        let bytes = file_with(&[
+            ("p.a", Dtype::F32, vec![2], f32_bytes(&[1., 2.])),
+            ("p.b", Dtype::I64, vec![1], 7i64.to_le_bytes().to_vec()),
+            ("p.extra", Dtype::F32, vec![1], f32_bytes(&[1.])),
+        ]);
+        let file = WeightFile::parse(&bytes).unwrap();
+        let dev = Device::flex();
+        let mut src = ParamSource::load(&file, "p.", &dev);
+        assert!(matches!(
+            src.param("a", [3], Init::Zeros),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            src.param("b", [1], Init::Zeros),
+            Err(Error::DType { .. })
+        ));
+        assert!(matches!(
+            src.param("missing", [1], Init::Zeros),
+            Err(Error::MissingTensor(n)) if n == "p.missing"
+        ));
+        src.param("a", [2], Init::Zeros).unwrap();
+        assert!(matches!(src.finish(), Err(Error::ExtraTensors(v)) if v == vec!["p.b", "p.extra"]));
+    }
+
+    #[test]
+    fn truncated_and_garbage_files() {
+        let bytes = file_with(&[("a", Dtype::F32, vec![4], f32_bytes(&[1., 2., 3., 4.]))]);
+        assert!(matches!(
+            WeightFile::parse(&bytes[..bytes.len() - 3]),
+            Err(Error::Truncated(_))
+        ));
+        assert!(matches!(
+            WeightFile::parse(b"garbage!"),
+            Err(Error::BadHeader(_))
+        ));
+        assert!(matches!(WeightFile::parse(&[]), Err(Error::BadHeader(_))));
+        let mut bad = bytes.clone();
+        bad[8] = b'#';
+        assert!(matches!(WeightFile::parse(&bad), Err(Error::BadHeader(_))));
+    }
+}

@@ -1,0 +1,69 @@
+//! The official checkpoint layouts (`shared/fixtures/official-keys`, read from the official
+//! model classes at full size) against the config inference and the tensors our loader reads.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use nextscale::ModelConfig;
+use nextscale::convert::{check_layout, infer_config};
+
+fn read_tsv(name: &str, prefix: &str) -> BTreeMap<String, Vec<usize>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/official-keys")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            (cols.len() >= 3 && cols[0] == prefix).then(|| {
+                let shape = cols[2]
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| s.trim().parse().unwrap())
+                    .collect();
+                (format!("{}.{}", cols[0], cols[1]), shape)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn official_vae_and_var_d16_layout_is_what_we_load() {
+    let mut shapes = read_tsv("vae_ch160v4096z32+var_d16.tsv", "vae");
+    shapes.extend(read_tsv("vae_ch160v4096z32+var_d16.tsv", "var"));
+    assert!(shapes.len() > 300);
+    let config = infer_config(&shapes, None, None).unwrap();
+    assert_eq!(
+        config,
+        ModelConfig {
+            attn_l2_norm: true,
+            ..ModelConfig::official(16)
+        }
+    );
+    check_layout(&shapes, &config).unwrap();
+}
+
+#[test]
+fn layout_check_names_the_problem() {
+    let mut shapes = read_tsv("vae_ch160v4096z32+var_d16.tsv", "vae");
+    shapes.extend(read_tsv("vae_ch160v4096z32+var_d16.tsv", "var"));
+    let config = infer_config(&shapes, None, None).unwrap();
+    let mut missing = shapes.clone();
+    missing.remove("var.blocks.3.ffn.fc2.bias");
+    assert!(
+        matches!(check_layout(&missing, &config), Err(nextscale::Error::MissingTensor(n)) if n == "var.blocks.3.ffn.fc2.bias")
+    );
+    let mut wrong = shapes.clone();
+    wrong.insert("vae.decoder.conv_in.weight".into(), vec![640, 32, 3, 1]);
+    assert!(matches!(
+        check_layout(&wrong, &config),
+        Err(nextscale::Error::ShapeMismatch { .. })
+    ));
+    let mut extra = shapes;
+    extra.insert("var.blocks.0.attn.unknown".into(), vec![1]);
+    assert!(matches!(
+        check_layout(&extra, &config),
+        Err(nextscale::Error::ExtraTensors(_))
+    ));
+}

@@ -1,0 +1,102 @@
+//! Parity with the official PyTorch implementation on every `var-*` fixture directory under
+//! `../shared/fixtures` and every directory listed in `NEXTSCALE_FIXTURES` (colon-separated).
+//! Tolerances: tokens exact, floats within `parity::FLOAT_TOL` (1e-4) on flex.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use nextscale::ModelConfig;
+use nextscale::model::Model;
+use nextscale::parity::run_var_cases;
+use nextscale::weights::WeightFile;
+
+fn fixture_dirs(kind: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("fixtures at {}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{kind}-")))
+        })
+        .collect();
+    if let Ok(extra) = std::env::var("NEXTSCALE_FIXTURES") {
+        dirs.extend(
+            extra
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        );
+    }
+    dirs.sort();
+    dirs
+}
+
+fn is_dd(dir: &Path) -> bool {
+    let bytes = std::fs::read(dir.join("weights.safetensors")).unwrap();
+    WeightFile::parse(&bytes)
+        .unwrap()
+        .names()
+        .iter()
+        .any(|n| n.starts_with("dd."))
+}
+
+#[test]
+fn var_fixtures_match_official_outputs() {
+    let dirs: Vec<PathBuf> = fixture_dirs("var")
+        .into_iter()
+        .filter(|d| !is_dd(d))
+        .collect();
+    assert!(!dirs.is_empty(), "no var fixtures found");
+    let device = Device::flex();
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let config = ModelConfig::from_fixture_json(
+            &std::fs::read_to_string(dir.join("config.json")).unwrap(),
+        )
+        .unwrap();
+        let weights = std::fs::read(dir.join("weights.safetensors")).unwrap();
+        let cases = std::fs::read(dir.join("cases.safetensors")).unwrap();
+        let model =
+            Model::from_weights(config, &WeightFile::parse(&weights).unwrap(), &device).unwrap();
+        let results =
+            pollster::block_on(run_var_cases(&model, &WeightFile::parse(&cases).unwrap())).unwrap();
+        for r in &results {
+            println!(
+                "{} {:<32} error {:.3e} (tol {:.0e})",
+                dir.display(),
+                r.name,
+                r.error,
+                r.tolerance
+            );
+            if !r.passed() {
+                failures.push(format!(
+                    "{}: {} error {} > {}",
+                    dir.display(),
+                    r.name,
+                    r.error,
+                    r.tolerance
+                ));
+            }
+        }
+        // Every kind of case must have run.
+        for group in [
+            "encode.idx.",
+            "encode.recon_image.",
+            "decode.image",
+            "forward.logits",
+            "greedy.cfg",
+        ] {
+            assert!(
+                results.iter().any(|r| r.name.starts_with(group)),
+                "{}: no {group} case ran",
+                dir.display()
+            );
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "parity failures:\n{}",
+        failures.join("\n")
+    );
+}
