@@ -163,7 +163,7 @@ impl ModelConfig {
             return err(format!("ch_mult {:?} has too many levels", self.ch_mult));
         }
         for m in &self.ch_mult {
-            if (self.ch * m) % 32 != 0 {
+            if !(self.ch * m).is_multiple_of(32) {
                 return err(format!(
                     "channel width {} is not divisible by the 32 GroupNorm groups",
                     self.ch * m
@@ -207,7 +207,7 @@ impl ModelConfig {
         if self.depth == 0 || self.embed_dim == 0 || self.num_heads == 0 {
             return err("depth, embed_dim and num_heads must be positive".into());
         }
-        if self.embed_dim % self.num_heads != 0 {
+        if !self.embed_dim.is_multiple_of(self.num_heads) {
             return err(format!(
                 "embed_dim {} is not divisible by num_heads {}",
                 self.embed_dim, self.num_heads

@@ -1,10 +1,12 @@
 //! A loaded model: config, VQ-VAE and VAR transformer on one device.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use burn::tensor::Device;
 
 use crate::config::{CONFIG_METADATA_KEY, ModelConfig, PreviewMatrix};
+use crate::convert::{check_layout, expected_tensors};
 use crate::error::{Error, Result};
 use crate::preview::fit_preview;
 use crate::var::Var;
@@ -48,6 +50,9 @@ impl Model {
     }
 
     /// Loads weights with a separately given config (as in a fixture directory).
+    ///
+    /// Every tensor's presence, shape and dtype is checked against the config before
+    /// anything is placed on the device.
     pub fn from_weights(config: ModelConfig, file: &WeightFile, device: &Device) -> Result<Self> {
         config.validate()?;
         if file.names().iter().any(|n| n.starts_with(DD_PREFIX)) {
@@ -56,20 +61,21 @@ impl Model {
                     .into(),
             ));
         }
+        let shapes: BTreeMap<String, Vec<usize>> = file
+            .names()
+            .into_iter()
+            .filter_map(|n| file.shape(&n).map(|s| (n, s)))
+            .collect();
+        check_layout(&shapes, &config)?;
+        for name in expected_tensors(&config)?.keys() {
+            file.check_float(name)?;
+        }
         let mut vae_src = ParamSource::load(file, VAE_PREFIX, device);
         let vae = Vqvae::new(&mut vae_src, &config)?;
         vae_src.finish()?;
         let mut var_src = ParamSource::load(file, VAR_PREFIX, device);
         let var = Var::new(&mut var_src, &config)?;
         var_src.finish()?;
-        let stray: Vec<String> = file
-            .names()
-            .into_iter()
-            .filter(|n| !n.starts_with(VAE_PREFIX) && !n.starts_with(VAR_PREFIX))
-            .collect();
-        if !stray.is_empty() {
-            return Err(Error::ExtraTensors(stray));
-        }
         Ok(Self::assemble(config, vae, var, device))
     }
 

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::preview::{RgbaImage, fast_preview, to_rgba};
 use crate::sampler::{SamplingOptions, TokenRng, cfg_weight, guide, gumbel_soft, sample_token};
-use crate::var::KvCache;
+use crate::var::{KvCache, Modulations};
 
 /// Largest batch a request may ask for.
 pub const MAX_BATCH: usize = 64;
@@ -79,12 +79,6 @@ impl GenerateRequest {
         if !p.is_finite() || !(0.0..=1.0).contains(&p) {
             return bad(format!("top_p {p} must be in [0, 1]"));
         }
-        if self.sampling.top_k > model.config.vocab_size {
-            return bad(format!(
-                "top_k {} exceeds the vocabulary size {}",
-                self.sampling.top_k, model.config.vocab_size
-            ));
-        }
         if self.seed.checked_add(self.labels.len() as u64).is_none() {
             return bad(format!("seed {} overflows with the batch size", self.seed));
         }
@@ -140,8 +134,8 @@ pub struct Generation<'m> {
     request: GenerateRequest,
     rngs: Vec<TokenRng>,
     caches: Vec<KvCache>,
-    /// Class condition, `[2B, D]` with guidance (cond then null), else `[B, D]`.
-    cond_bd: Tensor<2>,
+    /// Modulations of the class condition, batch `2B` with guidance (cond then null), else `B`.
+    modulations: Modulations,
     guided: bool,
     next_x_blc: Option<Tensor<3>>,
     f_hat: Tensor<4>,
@@ -173,6 +167,7 @@ impl<'m> Generation<'m> {
         let labels_n = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device);
         let cond_bd = model.var.cond(labels_n);
         let next_x_blc = Some(model.var.sos(cond_bd.clone()));
+        let modulations = model.var.modulations(cond_bd);
         let hw = model.config.latent_size();
         let f_hat = Tensor::zeros([b, model.config.cvae, hw, hw], device);
         let rngs = (0..b as u64)
@@ -182,7 +177,7 @@ impl<'m> Generation<'m> {
             model,
             rngs,
             caches: model.var.new_caches(),
-            cond_bd,
+            modulations,
             guided,
             next_x_blc,
             f_hat,
@@ -253,7 +248,7 @@ impl<'m> Generation<'m> {
         let logits_nlv =
             model
                 .var
-                .forward_blocks(x_blc, self.cond_bd.clone(), None, Some(&mut self.caches));
+                .forward_blocks(x_blc, &self.modulations, None, Some(&mut self.caches));
         let logits = read_f32(logits_nlv).await?;
         let t = cfg_weight(self.request.cfg, si, sn);
         let ratio = si as f64 / (sn - 1) as f64;

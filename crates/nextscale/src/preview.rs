@@ -133,13 +133,14 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<[f64; 3]>) -> Option<Vec<[f64; 3]>> {
         }
         a.swap(col, pivot);
         b.swap(col, pivot);
-        for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for k in col..n {
-                a[row][k] -= f * a[col][k];
+        let (pivot_row, pivot_b) = (a[col].clone(), b[col]);
+        for (row_a, row_b) in a.iter_mut().zip(b.iter_mut()).skip(col + 1) {
+            let f = row_a[col] / pivot_row[col];
+            for (v, p) in row_a.iter_mut().zip(&pivot_row).skip(col) {
+                *v -= f * p;
             }
-            for o in 0..3 {
-                b[row][o] -= f * b[col][o];
+            for (v, p) in row_b.iter_mut().zip(pivot_b) {
+                *v -= f * p;
             }
         }
     }
@@ -215,10 +216,10 @@ mod tests {
         let p = pollster::block_on(fit_preview_from(&[(f_t, i_t)], 1))
             .unwrap()
             .unwrap();
-        for o in 0..3 {
+        for (o, w_row) in w.iter().enumerate() {
             assert!((p.bias[o] - bias[o]).abs() < 1e-4);
-            for ci in 0..c {
-                assert!((p.weight[o][ci] - w[o][ci]).abs() < 1e-4, "{p:?}");
+            for (fitted, truth) in p.weight[o].iter().zip(w_row) {
+                assert!((fitted - truth).abs() < 1e-4, "{p:?}");
             }
         }
     }

@@ -18,7 +18,8 @@ pub fn guide(cond: &mut [f32], uncond: &[f32], t: f64) {
     }
 }
 
-/// Masks (to −∞) every logit below the k-th largest (`top_k > 0`); ties at the threshold stay.
+/// Masks (to −∞) every logit below the k-th largest; ties at the threshold stay. `top_k` of
+/// 0 or at least the vocabulary size keeps every token.
 pub fn top_k_mask(logits: &mut [f32], top_k: usize) {
     if top_k == 0 || top_k >= logits.len() {
         return;

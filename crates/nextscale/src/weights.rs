@@ -52,6 +52,22 @@ impl<'a> WeightFile<'a> {
         self.tensors.tensor(name).ok().map(|t| t.shape().to_vec())
     }
 
+    /// Checks that a tensor is stored as f32, f16 or bf16.
+    pub fn check_float(&self, name: &str) -> Result<()> {
+        let view = self
+            .tensors
+            .tensor(name)
+            .map_err(|_| Error::MissingTensor(name.to_string()))?;
+        match view.dtype() {
+            Dtype::F32 | Dtype::F16 | Dtype::BF16 => Ok(()),
+            other => Err(Error::DType {
+                name: name.to_string(),
+                actual: format!("{other:?}"),
+                expected: "F32, F16 or BF16",
+            }),
+        }
+    }
+
     /// Reads a float tensor (f32, f16 or bf16) as f32 values with its shape.
     pub fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
         let view = self
@@ -135,7 +151,7 @@ pub enum Init {
 
 enum Mode<'w, 'a> {
     Load(&'w WeightFile<'a>),
-    Random(ChaCha8Rng),
+    Random(Box<ChaCha8Rng>),
     /// Records names and shapes; parameters are 1-element placeholders.
     Spec(BTreeMap<String, Vec<usize>>),
 }
@@ -167,7 +183,7 @@ impl<'w, 'a> ParamSource<'w, 'a> {
     pub fn random(seed: u64, device: &Device) -> Self {
         Self {
             device: device.clone(),
-            mode: Mode::Random(ChaCha8Rng::seed_from_u64(seed)),
+            mode: Mode::Random(Box::new(ChaCha8Rng::seed_from_u64(seed))),
             prefix: String::new(),
             used: BTreeSet::new(),
         }
@@ -221,7 +237,7 @@ impl<'w, 'a> ParamSource<'w, 'a> {
                 Init::Normal(std) => {
                     let normal = Normal::new(0.0f32, std as f32)
                         .map_err(|e| Error::Config(format!("init of {full}: {e}")))?;
-                    (0..numel).map(|_| normal.sample(rng)).collect()
+                    (0..numel).map(|_| normal.sample(rng.as_mut())).collect()
                 }
                 Init::Zeros => vec![0.0; numel],
                 Init::Ones => vec![1.0; numel],

@@ -2,16 +2,19 @@
 //! `../shared/fixtures` and every directory listed in `NEXTSCALE_FIXTURES` (colon-separated).
 //! Tolerances: tokens exact, floats within `parity::FLOAT_TOL` (1e-4) on flex.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use nextscale::ModelConfig;
+
 use nextscale::model::Model;
 use nextscale::parity::run_var_cases;
 use nextscale::weights::WeightFile;
 
 fn fixture_dirs(kind: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    let root = common::fixtures();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("fixtures at {}: {e}", root.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -20,6 +20,16 @@ use crate::weights::{Init, ParamSource};
 /// Additive mask value for blocked attention (finite, so WGSL stays well-defined).
 const MASKED: f32 = -1e30;
 
+/// Everything the class condition contributes, computed once per request: the modulation
+/// of every block and of the head norm.
+#[derive(Debug, Clone)]
+pub struct Modulations {
+    /// Per block `[B, 1, 6, C]`.
+    pub blocks: Vec<Tensor<4>>,
+    /// Head norm `[B, 1, 2, C]`.
+    pub head: Tensor<4>,
+}
+
 /// The VAR transformer.
 #[derive(Module, Debug)]
 pub struct Var {
@@ -103,7 +113,7 @@ impl Var {
     }
 
     /// The per-block condition (shared AdaLN computed once when enabled).
-    pub fn block_cond(&self, cond_bd: Tensor<2>) -> BlockCond {
+    fn block_cond(&self, cond_bd: Tensor<2>) -> BlockCond {
         match &self.shared_ada_lin {
             Some(lin) => {
                 let b = cond_bd.dims()[0];
@@ -113,6 +123,19 @@ impl Var {
                 )
             }
             None => BlockCond::PerBlock(cond_bd),
+        }
+    }
+
+    /// The modulations of every block and the head for a condition.
+    pub fn modulations(&self, cond_bd: Tensor<2>) -> Modulations {
+        let block_cond = self.block_cond(cond_bd.clone());
+        Modulations {
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| b.modulation(&block_cond))
+                .collect(),
+            head: self.head_nm.modulation(cond_bd),
         }
     }
 
@@ -159,20 +182,20 @@ impl Var {
     /// Runs the blocks and the head.
     ///
     /// # Shapes
-    /// - x: `[B, l, C]`, cond: `[B, D]` → logits `[B, l, V]`
+    /// - x: `[B, l, C]` → logits `[B, l, V]`
     pub fn forward_blocks(
         &self,
         mut x_blc: Tensor<3>,
-        cond_bd: Tensor<2>,
+        modulations: &Modulations,
         attn_bias_ll: Option<Tensor<2>>,
         mut caches: Option<&mut [KvCache]>,
     ) -> Tensor<3> {
-        let block_cond = self.block_cond(cond_bd.clone());
-        for (i, block) in self.blocks.iter().enumerate() {
+        for (i, (block, gss_b16c)) in self.blocks.iter().zip(&modulations.blocks).enumerate() {
             let cache = caches.as_deref_mut().map(|c| &mut c[i]);
-            x_blc = block.forward(x_blc, &block_cond, attn_bias_ll.clone(), cache);
+            x_blc = block.forward(x_blc, gss_b16c, attn_bias_ll.clone(), cache);
         }
-        self.head.forward(self.head_nm.forward(x_blc, cond_bd))
+        self.head
+            .forward(self.head_nm.forward(x_blc, &modulations.head))
     }
 
     /// Fresh KV caches, one per block.
@@ -211,6 +234,7 @@ impl Var {
         let sos_blc = self.sos(cond_bd.clone());
         let rest_blc = self.word_embed.forward(x_blcv_wo_first_l) + self.lvl_pos(first_l, l);
         let x_blc = Tensor::cat(vec![sos_blc, rest_blc], 1);
-        self.forward_blocks(x_blc, cond_bd, Some(self.causal_mask(&device)), None)
+        let modulations = self.modulations(cond_bd);
+        self.forward_blocks(x_blc, &modulations, Some(self.causal_mask(&device)), None)
     }
 }

@@ -1,0 +1,172 @@
+//! `nextscale bench`: per-scale and total generation time, transformer against decoder.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use nextscale::ModelConfig;
+use nextscale::model::Model;
+use nextscale::pipeline::{Event, GenerateRequest, Generation, PreviewMode, Timings};
+use nextscale::sampler::SamplingOptions;
+use serde::Serialize;
+
+use super::{Backend, load, progress};
+
+/// Options of `nextscale bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model file (.safetensors) or fixture directory.
+    #[arg(long, conflicts_with = "random")]
+    model: Option<PathBuf>,
+    /// Official architecture with random weights: d16, d20, d24 or d30.
+    #[arg(long)]
+    random: Option<String>,
+    /// Timed runs.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Untimed warm-up runs.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Images per run.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Classifier-free guidance strength.
+    #[arg(long, default_value_t = 1.5)]
+    cfg: f64,
+    /// top-k.
+    #[arg(long, default_value_t = 900)]
+    top_k: usize,
+    /// top-p.
+    #[arg(long, default_value_t = 0.96)]
+    top_p: f64,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    backend: Backend,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    backend: String,
+    batch: usize,
+    runs: usize,
+    /// Median per scale (transformer + sampling + f_hat update), ms.
+    scale_ms: Vec<f64>,
+    /// Median of the summed scales, ms.
+    transformer_ms: f64,
+    /// Median final decode, ms.
+    decode_ms: f64,
+    /// Median total, ms.
+    total_ms: f64,
+    /// Every run's total, ms.
+    totals_ms: Vec<f64>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs `nextscale bench`.
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    let device = load::device(args.backend);
+    let (model, name) = match (&args.model, &args.random) {
+        (Some(path), None) => (load::model(path, &device)?, path.display().to_string()),
+        (None, Some(size)) => {
+            let depth: usize = match size.strip_prefix('d').and_then(|d| d.parse().ok()) {
+                Some(d @ (16 | 20 | 24 | 30)) => d,
+                _ => bail!("--random takes d16, d20, d24 or d30"),
+            };
+            let config = ModelConfig::official(depth);
+            eprintln!("building VAR-{size} with random weights …");
+            (Model::random(config, 0, &device)?, format!("random {size}"))
+        }
+        _ => bail!("give --model PATH or --random dNN"),
+    };
+    anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    let request = GenerateRequest {
+        labels: (0..args.batch)
+            .map(|i| Some(i % model.config.num_classes))
+            .collect(),
+        seed: 0,
+        cfg: args.cfg,
+        sampling: SamplingOptions {
+            top_k: args.top_k,
+            top_p: args.top_p,
+            more_smooth: false,
+        },
+        preview: PreviewMode::None,
+    };
+    let bar = progress::bar((args.warmup + args.runs) as u64, "benchmark");
+    let mut timings: Vec<Timings> = Vec::new();
+    for run in 0..args.warmup + args.runs {
+        let generation = Generation::new(&model, request.clone())?;
+        let Event::Done { timings: t, .. } = pollster::block_on(generation.run_to_end())? else {
+            bail!("generation ended without a final image");
+        };
+        if run >= args.warmup {
+            timings.push(t);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let scales = model.config.patch_nums.len();
+    let report = Report {
+        model: name,
+        backend: format!("{:?}", args.backend).to_lowercase(),
+        batch: args.batch,
+        runs: args.runs,
+        scale_ms: (0..scales)
+            .map(|si| median(timings.iter().map(|t| t.scale_ms[si]).collect()))
+            .collect(),
+        transformer_ms: median(timings.iter().map(|t| t.scale_ms.iter().sum()).collect()),
+        decode_ms: median(timings.iter().map(|t| t.decode_ms).collect()),
+        total_ms: median(timings.iter().map(|t| t.total_ms).collect()),
+        totals_ms: timings.iter().map(|t| t.total_ms).collect(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} on {} — batch {}, cfg {}, top-k {}, top-p {}, median of {} runs after {} warm-up",
+            report.model,
+            report.backend,
+            args.batch,
+            args.cfg,
+            args.top_k,
+            args.top_p,
+            args.runs,
+            args.warmup
+        );
+        for (si, (ms, pn)) in report
+            .scale_ms
+            .iter()
+            .zip(&model.config.patch_nums)
+            .enumerate()
+        {
+            println!("  scale {:>2} ({pn:>2}×{pn:<2}) {ms:>9.1} ms", si + 1);
+        }
+        let total = report.total_ms;
+        println!(
+            "  transformer+sampling {:>9.1} ms ({:.0}%)",
+            report.transformer_ms,
+            100.0 * report.transformer_ms / total
+        );
+        println!(
+            "  decoder              {:>9.1} ms ({:.0}%)",
+            report.decode_ms,
+            100.0 * report.decode_ms / total
+        );
+        println!("  total                {total:>9.1} ms");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,195 @@
+//! `nextscale convert`: official VAR checkpoints → one nextscale model file.
+//!
+//! Reads the VQ-VAE and VAR state dicts (`.pth` through pytorch-reader, or safetensors),
+//! infers the config from the tensor shapes, checks the layout, drops the derived buffers,
+//! fits the fast-preview matrix and writes safetensors with the config in `__metadata__`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::{Args, ValueEnum};
+use nextscale::config::CONFIG_METADATA_KEY;
+use nextscale::convert::{check_layout, infer_config, is_derived_buffer};
+use nextscale::model::Model;
+use nextscale::weights::WeightFile;
+use pytorch_reader::{DType, PytorchReader};
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+
+use super::load;
+
+/// Storage dtype of the written file.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreDtype {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats (half the size; the loader widens to f32).
+    F16,
+}
+
+/// Options of `nextscale convert`.
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// VQ-VAE state dict (e.g. vae_ch160v4096z32.pth), or a safetensors file whose names
+    /// already carry the `vae.`/`var.` prefixes (then `--var` is not needed).
+    #[arg(long)]
+    vae: PathBuf,
+    /// VAR state dict (e.g. var_d16.pth).
+    #[arg(long)]
+    var: Option<PathBuf>,
+    /// Output model file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Scale schedule, comma-separated, when it is not the official one.
+    #[arg(long, value_delimiter = ',')]
+    patch_nums: Option<Vec<usize>>,
+    /// Attention heads, when the model has no `scale_mul_1H11` (official: depth).
+    #[arg(long)]
+    num_heads: Option<usize>,
+    /// Class names, one per line.
+    #[arg(long)]
+    class_names: Option<PathBuf>,
+    /// License and attribution text stored with the weights.
+    #[arg(long)]
+    attribution: Option<String>,
+    /// Storage dtype.
+    #[arg(long, value_enum, default_value_t = StoreDtype::F32)]
+    dtype: StoreDtype,
+}
+
+type StateDict = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+fn to_f32(bytes: &[u8], dtype: DType, name: &str) -> Result<Option<Vec<f32>>> {
+    Ok(Some(match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        DType::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_ne_bytes(b.try_into().expect("chunk of 8")) as f32)
+            .collect(),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_ne_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_ne_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ if is_derived_buffer(name) => return Ok(None),
+        other => bail!("tensor `{name}` has dtype {other:?}; expected a float type"),
+    }))
+}
+
+/// Reads a state dict, prefixing names with `prefix` unless they already carry one.
+fn read_state_dict(path: &Path, prefix: &str, into: &mut StateDict) -> Result<()> {
+    let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
+    let add = |into: &mut StateDict, name: &str, shape: Vec<usize>, values: Vec<f32>| {
+        let full = if name.starts_with("vae.") || name.starts_with("var.") {
+            name.to_string()
+        } else {
+            format!("{prefix}{name}")
+        };
+        into.insert(full, (shape, values));
+    };
+    if is_safetensors {
+        let bytes = load::read(path)?;
+        let file = WeightFile::parse(&bytes)?;
+        for name in file.names() {
+            if is_derived_buffer(&name) {
+                continue;
+            }
+            let (values, shape) = file.read_f32(&name)?;
+            add(into, &name, shape, values);
+        }
+    } else {
+        let reader =
+            PytorchReader::new(path).with_context(|| format!("reading {}", path.display()))?;
+        for (name, tensor) in reader.tensors() {
+            let bytes = tensor
+                .read()
+                .with_context(|| format!("reading tensor {name}"))?;
+            if let Some(values) = to_f32(&bytes, tensor.dtype(), name)? {
+                add(into, name, tensor.shape().to_vec(), values);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Serialises a state dict and config as a model file.
+pub fn model_bytes(state: &StateDict, config_json: &str, dtype: StoreDtype) -> Result<Vec<u8>> {
+    let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = state
+        .iter()
+        .map(|(name, (shape, values))| {
+            let bytes = match dtype {
+                StoreDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                StoreDtype::F16 => values
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            };
+            (name.clone(), shape.clone(), bytes)
+        })
+        .collect();
+    let st_dtype = match dtype {
+        StoreDtype::F32 => Dtype::F32,
+        StoreDtype::F16 => Dtype::F16,
+    };
+    let views = encoded
+        .iter()
+        .map(|(n, s, b)| Ok((n.clone(), TensorView::new(st_dtype, s.clone(), b)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), config_json.to_string())]);
+    Ok(safetensors::serialize(views, Some(metadata))?)
+}
+
+/// Runs `nextscale convert`.
+pub fn run(args: ConvertArgs) -> Result<ExitCode> {
+    let mut state = StateDict::new();
+    read_state_dict(&args.vae, "vae.", &mut state)?;
+    if let Some(var) = &args.var {
+        read_state_dict(var, "var.", &mut state)?;
+    }
+    let shapes: BTreeMap<String, Vec<usize>> = state
+        .iter()
+        .map(|(n, (s, _))| (n.clone(), s.clone()))
+        .collect();
+    let mut config = infer_config(&shapes, args.patch_nums.clone(), args.num_heads)?;
+    check_layout(&shapes, &config)?;
+    if let Some(path) = &args.class_names {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        config.class_names = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+    }
+    config.attribution = args.attribution.clone();
+    config.validate()?;
+    // Load once to validate every tensor end to end and fit the preview matrix.
+    let draft = model_bytes(&state, &config.to_json(), StoreDtype::F32)?;
+    let model = Model::from_safetensors(&draft, &Device::flex())?;
+    config.preview = Some(pollster::block_on(model.preview_matrix())?.clone());
+    drop(model);
+    let bytes = model_bytes(&state, &config.to_json(), args.dtype)?;
+    std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "wrote {} ({:.1} MB, {} tensors): V {} Cvae {} depth {} width {} scales {:?}",
+        args.out.display(),
+        bytes.len() as f64 / 1e6,
+        state.len(),
+        config.vocab_size,
+        config.cvae,
+        config.depth,
+        config.embed_dim,
+        config.patch_nums
+    );
+    Ok(ExitCode::SUCCESS)
+}

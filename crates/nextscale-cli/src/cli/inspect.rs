@@ -1,0 +1,54 @@
+//! `nextscale inspect`: config, parameter counts and classes of a model.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use burn::tensor::Device;
+
+use super::load;
+
+/// Prints what a model file or fixture directory holds.
+pub fn run(path: &Path) -> Result<ExitCode> {
+    let model = load::model(path, &Device::flex())?;
+    let c = &model.config;
+    let (vae, var) = model.num_params();
+    println!("model       {}", path.display());
+    println!(
+        "image       {0}×{0} px, latent {1}×{1}, Cvae {2}, V {3}",
+        c.image_size,
+        c.latent_size(),
+        c.cvae,
+        c.vocab_size
+    );
+    println!("scales      {:?} ({} tokens)", c.patch_nums, c.seq_len());
+    println!(
+        "vq-vae      ch {} ch_mult {:?} φ {} (share_quant_resi {})",
+        c.ch,
+        c.ch_mult,
+        c.num_phi(),
+        c.share_quant_resi
+    );
+    println!(
+        "var         depth {} width {} heads {} mlp_ratio {} shared_aln {} attn_l2_norm {}",
+        c.depth, c.embed_dim, c.num_heads, c.mlp_ratio, c.shared_aln, c.attn_l2_norm
+    );
+    println!("parameters  vae {vae} + var {var} = {}", vae + var);
+    println!(
+        "preview     {}",
+        if c.preview.is_some() {
+            "stored matrix"
+        } else {
+            "none stored (fitted on first use)"
+        }
+    );
+    if let Some(a) = &c.attribution {
+        println!("attribution {a}");
+    }
+    println!("classes     {}", c.num_classes);
+    for (i, name) in c.class_names.iter().enumerate() {
+        println!("  {i:>4}  {name}");
+    }
+    println!("config      {}", serde_json::to_string_pretty(c)?);
+    Ok(ExitCode::SUCCESS)
+}

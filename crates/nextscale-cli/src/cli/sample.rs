@@ -1,0 +1,146 @@
+//! `nextscale sample`: generate images of a class and write PNGs (and per-scale previews).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use image::imageops::FilterType;
+use nextscale::pipeline::{Event, GenerateRequest, Generation, PreviewMode};
+use nextscale::preview::RgbaImage;
+use nextscale::sampler::SamplingOptions;
+
+use super::{Backend, DEFAULT_MODEL, PreviewArg, load, progress};
+
+/// Options of `nextscale sample`.
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Model file (.safetensors) or fixture directory.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Class label or name; `none` for unconditional.
+    #[arg(long)]
+    class: String,
+    /// Seed of the first image; image i uses seed + i.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Number of images.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// Images per forward pass (default: all, at most 16).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Classifier-free guidance strength.
+    #[arg(long, default_value_t = 1.5)]
+    cfg: f64,
+    /// Keep the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 900)]
+    top_k: usize,
+    /// Nucleus sampling mass (0: off).
+    #[arg(long, default_value_t = 0.96)]
+    top_p: f64,
+    /// Gumbel-smoothed soft tokens (visualisation only).
+    #[arg(long)]
+    more_smooth: bool,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write every scale's preview.
+    #[arg(long)]
+    previews: bool,
+    /// How previews are computed.
+    #[arg(long, value_enum, default_value_t = PreviewArg::Full)]
+    preview_mode: PreviewArg,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    backend: Backend,
+}
+
+fn write_png(path: &Path, img: &RgbaImage, size: usize) -> Result<()> {
+    let buf = image::RgbaImage::from_raw(img.width as u32, img.height as u32, img.pixels.clone())
+        .context("image buffer has the wrong length")?;
+    let buf = if img.width != size {
+        image::imageops::resize(&buf, size as u32, size as u32, FilterType::Nearest)
+    } else {
+        buf
+    };
+    buf.save(path)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs `nextscale sample`.
+pub fn run(args: SampleArgs) -> Result<ExitCode> {
+    let device = load::device(args.backend);
+    let model = load::model(&args.model, &device)?;
+    let config = &model.config;
+    let label = match args.class.to_ascii_lowercase().as_str() {
+        "none" | "null" | "uncond" => None,
+        _ => Some(config.resolve_class(&args.class)?),
+    };
+    let tag = label.map_or_else(|| "uncond".to_string(), |l| sanitize(&config.class_name(l)));
+    anyhow::ensure!(args.count > 0, "--count must be at least 1");
+    let batch = args.batch.unwrap_or(args.count.min(16)).max(1);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let scales = config.patch_nums.len();
+    let bar = progress::bar((args.count.div_ceil(batch) * scales) as u64, "sampling");
+    let mut written = Vec::new();
+    for start in (0..args.count).step_by(batch) {
+        let n = batch.min(args.count - start);
+        let seed = args.seed + start as u64;
+        let request = GenerateRequest {
+            labels: vec![label; n],
+            seed,
+            cfg: args.cfg,
+            sampling: SamplingOptions {
+                top_k: args.top_k,
+                top_p: args.top_p,
+                more_smooth: args.more_smooth,
+            },
+            preview: match (args.previews, args.preview_mode) {
+                (false, _) => PreviewMode::None,
+                (true, PreviewArg::Fast) => PreviewMode::Fast,
+                (true, PreviewArg::Full) => PreviewMode::Full,
+            },
+        };
+        let mut generation = Generation::new(&model, request)?;
+        while let Some(event) = pollster::block_on(generation.next_event())? {
+            match event {
+                Event::Scale { index, preview, .. } => {
+                    bar.inc(1);
+                    for (i, img) in preview.iter().flatten().enumerate() {
+                        let path = args.out.join(format!(
+                            "{tag}_{}.scale{:02}.png",
+                            seed + i as u64,
+                            index + 1
+                        ));
+                        write_png(&path, img, config.image_size)?;
+                    }
+                }
+                Event::Done { images, .. } => {
+                    for (i, img) in images.iter().enumerate() {
+                        let path = args.out.join(format!("{tag}_{}.png", seed + i as u64));
+                        write_png(&path, img, img.width)?;
+                        written.push(path);
+                    }
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    println!("wrote {} images to {}", written.len(), args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A class name as a file-name component.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
