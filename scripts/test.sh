@@ -15,7 +15,8 @@ step "cargo clippy (native, -D warnings)"
 cargo clippy --locked --workspace --exclude nextscale-wasm --all-targets -- -D warnings
 
 step "cargo test (native)"
-cargo test --locked --workspace --exclude nextscale-wasm
+# The wgpu test runs on lavapipe; the shortest autotune keeps it quick without changing results.
+CUBECL_AUTOTUNE_LEVEL=minimal cargo test --locked --workspace --exclude nextscale-wasm
 
 step "cargo build nextscale-wasm (wasm32)"
 cargo clippy --locked -p nextscale-wasm --target wasm32-unknown-unknown -- -D warnings

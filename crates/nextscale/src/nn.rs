@@ -1,7 +1,7 @@
 //! The few layers the models share, built from a [`ParamSource`] under official names.
 
 use burn::module::{Module, Param};
-use burn::tensor::module::{conv2d, linear};
+use burn::tensor::module::{conv2d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Int, Tensor};
 
@@ -194,8 +194,7 @@ impl Embedding {
 /// # Shapes
 /// - x: `[..., C]` → `[..., C]`
 pub fn layer_norm_plain<const D: usize>(x: Tensor<D>, eps: f64) -> Tensor<D> {
-    let mean = x.clone().mean_dim(D - 1);
-    let centered = x - mean;
-    let var = centered.clone().square().mean_dim(D - 1);
-    centered / (var + eps).sqrt()
+    let n = x.dims()[D - 1];
+    let ones = Tensor::<1>::ones([n], &x.device());
+    layer_norm(x, ones, None, eps)
 }
