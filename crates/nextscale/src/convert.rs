@@ -25,13 +25,16 @@ pub fn is_derived_buffer(name: &str) -> bool {
     DERIVED_BUFFERS.contains(&name.rsplit('.').next().unwrap_or(name))
 }
 
-/// Every tensor (prefixed name → shape) a model of `config` reads.
-pub fn expected_tensors(config: &ModelConfig) -> Result<BTreeMap<String, Vec<usize>>> {
+/// Every tensor (prefixed name → shape) a model of `config` reads. Only 1-element
+/// placeholders are placed on `device`.
+pub fn expected_tensors(
+    config: &ModelConfig,
+    device: &Device,
+) -> Result<BTreeMap<String, Vec<usize>>> {
     config.validate()?;
-    let device = Device::default();
-    let mut vae_src = ParamSource::spec(VAE_PREFIX, &device);
+    let mut vae_src = ParamSource::spec(VAE_PREFIX, device);
     Vqvae::new(&mut vae_src, config)?;
-    let mut var_src = ParamSource::spec(VAR_PREFIX, &device);
+    let mut var_src = ParamSource::spec(VAR_PREFIX, device);
     Var::new(&mut var_src, config)?;
     let mut all = vae_src.into_spec();
     all.extend(var_src.into_spec());
@@ -127,9 +130,13 @@ pub fn infer_config(
 }
 
 /// Checks a checkpoint's tensors against what the inferred config implies: every expected
-/// tensor present with its shape, nothing else but derived buffers.
-pub fn check_layout(shapes: &BTreeMap<String, Vec<usize>>, config: &ModelConfig) -> Result<()> {
-    let expected = expected_tensors(config)?;
+/// tensor present with its shape, nothing else but derived buffers. Returns the expected map.
+pub fn check_layout(
+    shapes: &BTreeMap<String, Vec<usize>>,
+    config: &ModelConfig,
+    device: &Device,
+) -> Result<BTreeMap<String, Vec<usize>>> {
+    let expected = expected_tensors(config, device)?;
     for (name, shape) in &expected {
         match shapes.get(name) {
             None => return Err(Error::MissingTensor(name.clone())),
@@ -149,7 +156,7 @@ pub fn check_layout(shapes: &BTreeMap<String, Vec<usize>>, config: &ModelConfig)
         .cloned()
         .collect();
     if extra.is_empty() {
-        Ok(())
+        Ok(expected)
     } else {
         Err(Error::ExtraTensors(extra))
     }

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use burn::tensor::Device;
 
 use crate::config::{CONFIG_METADATA_KEY, ModelConfig, PreviewMatrix};
-use crate::convert::{check_layout, expected_tensors};
+use crate::convert::check_layout;
 use crate::error::{Error, Result};
 use crate::preview::fit_preview;
 use crate::var::Var;
@@ -66,8 +66,7 @@ impl Model {
             .into_iter()
             .filter_map(|n| file.shape(&n).map(|s| (n, s)))
             .collect();
-        check_layout(&shapes, &config)?;
-        for name in expected_tensors(&config)?.keys() {
+        for name in check_layout(&shapes, &config, device)?.keys() {
             file.check_float(name)?;
         }
         let mut vae_src = ParamSource::load(file, VAE_PREFIX, device);

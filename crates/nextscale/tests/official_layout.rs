@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use burn::tensor::Device;
 use nextscale::ModelConfig;
 use nextscale::convert::{check_layout, infer_config};
 
@@ -41,7 +42,7 @@ fn official_vae_and_var_d16_layout_is_what_we_load() {
             ..ModelConfig::official(16)
         }
     );
-    check_layout(&shapes, &config).unwrap();
+    check_layout(&shapes, &config, &Device::flex()).unwrap();
 }
 
 #[test]
@@ -52,18 +53,18 @@ fn layout_check_names_the_problem() {
     let mut missing = shapes.clone();
     missing.remove("var.blocks.3.ffn.fc2.bias");
     assert!(
-        matches!(check_layout(&missing, &config), Err(nextscale::Error::MissingTensor(n)) if n == "var.blocks.3.ffn.fc2.bias")
+        matches!(check_layout(&missing, &config, &Device::flex()), Err(nextscale::Error::MissingTensor(n)) if n == "var.blocks.3.ffn.fc2.bias")
     );
     let mut wrong = shapes.clone();
     wrong.insert("vae.decoder.conv_in.weight".into(), vec![640, 32, 3, 1]);
     assert!(matches!(
-        check_layout(&wrong, &config),
+        check_layout(&wrong, &config, &Device::flex()),
         Err(nextscale::Error::ShapeMismatch { .. })
     ));
     let mut extra = shapes;
     extra.insert("var.blocks.0.attn.unknown".into(), vec![1]);
     assert!(matches!(
-        check_layout(&extra, &config),
+        check_layout(&extra, &config, &Device::flex()),
         Err(nextscale::Error::ExtraTensors(_))
     ));
 }

@@ -8,10 +8,9 @@ use clap::Args;
 use nextscale::ModelConfig;
 use nextscale::model::Model;
 use nextscale::pipeline::{Event, GenerateRequest, Generation, PreviewMode, Timings};
-use nextscale::sampler::SamplingOptions;
 use serde::Serialize;
 
-use super::{Backend, load, progress};
+use super::{Backend, SamplingArgs, load, progress};
 
 /// Options of `nextscale bench`.
 #[derive(Args, Debug)]
@@ -31,15 +30,8 @@ pub struct BenchArgs {
     /// Images per run.
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Classifier-free guidance strength.
-    #[arg(long, default_value_t = 1.5)]
-    cfg: f64,
-    /// top-k.
-    #[arg(long, default_value_t = 900)]
-    top_k: usize,
-    /// top-p.
-    #[arg(long, default_value_t = 0.96)]
-    top_p: f64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Device.
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
     backend: Backend,
@@ -98,12 +90,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             .map(|i| Some(i % model.config.num_classes))
             .collect(),
         seed: 0,
-        cfg: args.cfg,
-        sampling: SamplingOptions {
-            top_k: args.top_k,
-            top_p: args.top_p,
-            more_smooth: false,
-        },
+        cfg: args.sampling.cfg,
+        sampling: args.sampling.options(false),
         preview: PreviewMode::None,
     };
     let bar = progress::bar((args.warmup + args.runs) as u64, "benchmark");
@@ -141,9 +129,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             report.model,
             report.backend,
             args.batch,
-            args.cfg,
-            args.top_k,
-            args.top_p,
+            args.sampling.cfg,
+            args.sampling.top_k,
+            args.sampling.top_p,
             args.runs,
             args.warmup
         );

@@ -160,7 +160,7 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
         .map(|(n, (s, _))| (n.clone(), s.clone()))
         .collect();
     let mut config = infer_config(&shapes, args.patch_nums.clone(), args.num_heads)?;
-    check_layout(&shapes, &config)?;
+    check_layout(&shapes, &config, &Device::flex())?;
     if let Some(path) = &args.class_names {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

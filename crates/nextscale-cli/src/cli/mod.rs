@@ -11,7 +11,8 @@ mod sample;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use nextscale::SamplingOptions;
 
 /// The model `sample` uses when `--model` is not given.
 pub const DEFAULT_MODEL: &str = "web/public/models/emoji32.safetensors";
@@ -40,6 +41,31 @@ pub enum PreviewArg {
     Fast,
     /// Full VQ-VAE decode.
     Full,
+}
+
+/// Guidance and sampling options shared by `sample` and `bench` (official defaults).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct SamplingArgs {
+    /// Classifier-free guidance strength.
+    #[arg(long, default_value_t = 1.5)]
+    pub cfg: f64,
+    /// Keep the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 900)]
+    pub top_k: usize,
+    /// Nucleus sampling mass (0: off).
+    #[arg(long, default_value_t = 0.96)]
+    pub top_p: f64,
+}
+
+impl SamplingArgs {
+    /// The core's sampling options.
+    pub fn options(&self, more_smooth: bool) -> SamplingOptions {
+        SamplingOptions {
+            top_k: self.top_k,
+            top_p: self.top_p,
+            more_smooth,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,9 +8,8 @@ use clap::Args;
 use image::imageops::FilterType;
 use nextscale::pipeline::{Event, GenerateRequest, Generation, PreviewMode};
 use nextscale::preview::RgbaImage;
-use nextscale::sampler::SamplingOptions;
 
-use super::{Backend, DEFAULT_MODEL, PreviewArg, load, progress};
+use super::{Backend, DEFAULT_MODEL, PreviewArg, SamplingArgs, load, progress};
 
 /// Options of `nextscale sample`.
 #[derive(Args, Debug)]
@@ -30,15 +29,8 @@ pub struct SampleArgs {
     /// Images per forward pass (default: all, at most 16).
     #[arg(long)]
     batch: Option<usize>,
-    /// Classifier-free guidance strength.
-    #[arg(long, default_value_t = 1.5)]
-    cfg: f64,
-    /// Keep the k most likely tokens (0: all).
-    #[arg(long, default_value_t = 900)]
-    top_k: usize,
-    /// Nucleus sampling mass (0: off).
-    #[arg(long, default_value_t = 0.96)]
-    top_p: f64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Gumbel-smoothed soft tokens (visualisation only).
     #[arg(long)]
     more_smooth: bool,
@@ -91,12 +83,8 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
         let request = GenerateRequest {
             labels: vec![label; n],
             seed,
-            cfg: args.cfg,
-            sampling: SamplingOptions {
-                top_k: args.top_k,
-                top_p: args.top_p,
-                more_smooth: args.more_smooth,
-            },
+            cfg: args.sampling.cfg,
+            sampling: args.sampling.options(args.more_smooth),
             preview: match (args.previews, args.preview_mode) {
                 (false, _) => PreviewMode::None,
                 (true, PreviewArg::Fast) => PreviewMode::Fast,
