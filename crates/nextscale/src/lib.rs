@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod dd;
 pub mod error;
 pub mod model;
 pub mod nn;

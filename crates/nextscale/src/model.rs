@@ -57,7 +57,7 @@ impl Model {
         config.validate()?;
         if file.names().iter().any(|n| n.starts_with(DD_PREFIX)) {
             return Err(Error::Config(
-                "this file holds a Distilled-Decoding student (`dd.` tensors), which this build cannot run yet"
+                "this file holds a Distilled-Decoding student (`dd.` tensors), not a VAR teacher; load it with `dd::DdPair`"
                     .into(),
             ));
         }

@@ -3,6 +3,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::dd::DdPair;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::pipeline::{Event, GenerateRequest, Generation, PreviewMode, read_f32};
@@ -169,6 +170,64 @@ pub async fn run_var_cases(model: &Model, cases: &WeightFile<'_>) -> Result<Vec<
         return Err(Error::Config(
             "the cases file holds no case this build knows".into(),
         ));
+    }
+    Ok(c.results)
+}
+
+/// Loads a DD fixture directory's model from its `config.json` text (which carries
+/// `loss_split_t`) and weight file.
+pub fn load_dd_fixture(config_json: &str, weights: &WeightFile, device: &Device) -> Result<DdPair> {
+    let config = crate::ModelConfig::from_fixture_json(config_json)?;
+    let value: serde_json::Value =
+        serde_json::from_str(config_json).map_err(|e| Error::Config(e.to_string()))?;
+    let loss_split_t = value
+        .get("loss_split_t")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| Error::Config("a DD fixture config needs `loss_split_t`".into()))?;
+    DdPair::from_weights(&config, loss_split_t as usize, weights, device)
+}
+
+/// Runs the Distilled-Decoding cases (`steps_{t…}.sequence` and `.image01` from `labels`
+/// and `noise`) against a student and its VQ-VAE.
+pub async fn run_dd_cases(pair: &DdPair, cases: &WeightFile<'_>) -> Result<Vec<CaseResult>> {
+    let device = pair.vae.quantize.embedding.weight.val().device();
+    let mut c = Cases {
+        file: cases,
+        device,
+        results: Vec::new(),
+    };
+    let labels = c.int::<1>("labels")?;
+    let noise = c.float::<3>("noise")?;
+    let mut runs: Vec<String> = cases
+        .names()
+        .iter()
+        .filter_map(|n| {
+            n.strip_suffix(".sequence")?
+                .strip_prefix("steps_")
+                .map(String::from)
+        })
+        .collect();
+    runs.sort();
+    for run in runs {
+        let t_list = run
+            .split('_')
+            .map(|t| t.parse::<usize>())
+            .collect::<core::result::Result<Vec<_>, _>>()
+            .map_err(|_| Error::Config(format!("bad step list `{run}` in a DD case name")))?;
+        let seq = pair
+            .dd
+            .sample(&pair.vae, labels.clone(), noise.clone(), &t_list)
+            .await?;
+        c.compare_float(&format!("steps_{run}.sequence"), seq.clone())
+            .await?;
+        let name = format!("steps_{run}.image01");
+        if cases.contains(&name) {
+            c.compare_float(&name, pair.dd.sequence_to_image(&pair.vae, seq))
+                .await?;
+        }
+    }
+    if c.results.is_empty() {
+        return Err(Error::Config("the cases file holds no DD case".into()));
     }
     Ok(c.results)
 }

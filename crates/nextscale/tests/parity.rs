@@ -1,5 +1,6 @@
-//! Parity with the official PyTorch implementation on every `var-*` fixture directory under
-//! `../shared/fixtures` and every directory listed in `NEXTSCALE_FIXTURES` (colon-separated).
+//! Parity with the official PyTorch implementations on every `var-*` and `dd-*` fixture
+//! directory under `../shared/fixtures` and every directory listed in `NEXTSCALE_FIXTURES`
+//! (colon-separated); a directory with `dd.` tensors is a Distilled-Decoding fixture.
 //! Tolerances: tokens exact, floats within `parity::FLOAT_TOL` (1e-4) on flex.
 
 mod common;
@@ -10,17 +11,20 @@ use burn::tensor::Device;
 use nextscale::ModelConfig;
 
 use nextscale::model::Model;
-use nextscale::parity::run_var_cases;
+use nextscale::parity::{load_dd_fixture, run_dd_cases, run_var_cases};
 use nextscale::weights::WeightFile;
 
-fn fixture_dirs(kind: &str) -> Vec<PathBuf> {
+/// Every `var-*` and `dd-*` directory under the fixtures, plus `NEXTSCALE_FIXTURES`.
+fn fixture_dirs() -> Vec<PathBuf> {
     let root = common::fixtures();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("fixtures at {}: {e}", root.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{kind}-")))
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("var-") || n.starts_with("dd-")
+            })
         })
         .collect();
     if let Ok(extra) = std::env::var("NEXTSCALE_FIXTURES") {
@@ -46,10 +50,7 @@ fn is_dd(dir: &Path) -> bool {
 
 #[test]
 fn var_fixtures_match_official_outputs() {
-    let dirs: Vec<PathBuf> = fixture_dirs("var")
-        .into_iter()
-        .filter(|d| !is_dd(d))
-        .collect();
+    let dirs: Vec<PathBuf> = fixture_dirs().into_iter().filter(|d| !is_dd(d)).collect();
     assert!(!dirs.is_empty(), "no var fixtures found");
     let device = Device::flex();
     let mut failures = Vec::new();
@@ -100,6 +101,57 @@ fn var_fixtures_match_official_outputs() {
     assert!(
         failures.is_empty(),
         "parity failures:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn dd_fixtures_match_official_outputs() {
+    let dirs: Vec<PathBuf> = fixture_dirs().into_iter().filter(|d| is_dd(d)).collect();
+    assert!(!dirs.is_empty(), "no dd fixtures found");
+    let device = Device::flex();
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let json = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let weights = std::fs::read(dir.join("weights.safetensors")).unwrap();
+        let pair = load_dd_fixture(&json, &WeightFile::parse(&weights).unwrap(), &device).unwrap();
+        let cases = std::fs::read(dir.join("cases.safetensors")).unwrap();
+        let results =
+            pollster::block_on(run_dd_cases(&pair, &WeightFile::parse(&cases).unwrap())).unwrap();
+        for r in &results {
+            println!(
+                "{} {:<24} error {:.3e} (tol {:.0e})",
+                dir.display(),
+                r.name,
+                r.error,
+                r.tolerance
+            );
+            if !r.passed() {
+                failures.push(format!(
+                    "{}: {} error {} > {}",
+                    dir.display(),
+                    r.name,
+                    r.error,
+                    r.tolerance
+                ));
+            }
+        }
+        for group in [
+            "steps_0.sequence",
+            "steps_0.image01",
+            "steps_0_2.sequence",
+            "steps_0_2.image01",
+        ] {
+            assert!(
+                results.iter().any(|r| r.name == group),
+                "{}: no {group} case ran",
+                dir.display()
+            );
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "DD parity failures:\n{}",
         failures.join("\n")
     );
 }

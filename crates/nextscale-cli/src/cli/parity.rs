@@ -1,11 +1,12 @@
-//! `nextscale parity`: compare a fixture directory's reference outputs with the core.
+//! `nextscale parity`: compare a fixture directory's reference outputs (VAR or
+//! Distilled Decoding) with the core.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::tensor::Device;
-use nextscale::parity::run_var_cases;
+use nextscale::parity::{load_dd_fixture, run_dd_cases, run_var_cases};
 use nextscale::weights::WeightFile;
 
 use super::load;
@@ -13,21 +14,19 @@ use super::load;
 /// Prints the error of every case and exits non-zero on any mismatch.
 pub fn run(dir: &Path) -> Result<ExitCode> {
     let weights = load::read(&dir.join("weights.safetensors"))?;
-    if WeightFile::parse(&weights)?
-        .names()
-        .iter()
-        .any(|n| n.starts_with("dd."))
-    {
-        println!(
-            "{}: unsupported: Distilled-Decoding fixtures (`dd.` tensors) are not implemented yet",
-            dir.display()
-        );
-        return Ok(ExitCode::from(2));
-    }
+    let file = WeightFile::parse(&weights)?;
     let device = Device::flex();
-    let model = load::model(dir, &device)?;
     let cases = load::read(&dir.join("cases.safetensors"))?;
-    let results = pollster::block_on(run_var_cases(&model, &WeightFile::parse(&cases)?))?;
+    let cases = WeightFile::parse(&cases)?;
+    let results = if file.names().iter().any(|n| n.starts_with("dd.")) {
+        let json = std::fs::read_to_string(dir.join("config.json"))
+            .with_context(|| format!("reading {}/config.json", dir.display()))?;
+        let pair = load_dd_fixture(&json, &file, &device)?;
+        pollster::block_on(run_dd_cases(&pair, &cases))?
+    } else {
+        let model = load::model(dir, &device)?;
+        pollster::block_on(run_var_cases(&model, &cases))?
+    };
     let mut failed = 0;
     for r in &results {
         let verdict = if r.passed() { "ok" } else { "MISMATCH" };

@@ -123,19 +123,27 @@ impl AdaLnSelfAttn {
     /// # Shapes
     /// - x: `[B, L, C]`, gss (from [`AdaLnSelfAttn::modulation`]): `[B, 1, 6, C]` → `[B, L, C]`;
     ///   `attn_bias`: `[L, L]`
+    ///
+    /// `n_d` (Distilled Decoding's data/noise embedding, already through this block's
+    /// layer-wise linear) is added between the attention and the FFN, as in the official
+    /// `dd.py` blocks.
     pub fn forward(
         &self,
         x_blc: Tensor<3>,
         gss_b16c: &Tensor<4>,
         attn_bias_ll: Option<Tensor<2>>,
         cache: Option<&mut KvCache>,
+        n_d_blc: Option<Tensor<3>>,
     ) -> Tensor<3> {
         let c = self.embed_dim;
         let b = gss_b16c.dims()[0];
         let m = |i: usize| gss_b16c.clone().narrow(2, i, 1).reshape([b, 1, c]);
         let (gamma1, gamma2, scale1, scale2, shift1, shift2) = (m(0), m(1), m(2), m(3), m(4), m(5));
         let h_blc = layer_norm_plain(x_blc.clone(), self.norm_eps) * (scale1 + 1.0) + shift1;
-        let x_blc = x_blc + self.attn.forward(h_blc, attn_bias_ll, cache) * gamma1;
+        let mut x_blc = x_blc + self.attn.forward(h_blc, attn_bias_ll, cache) * gamma1;
+        if let Some(n_d_blc) = n_d_blc {
+            x_blc = x_blc + n_d_blc;
+        }
         let h_blc = layer_norm_plain(x_blc.clone(), self.norm_eps) * (scale2 + 1.0) + shift2;
         x_blc + self.ffn.forward(h_blc) * gamma2
     }

@@ -185,17 +185,55 @@ impl Var {
     /// - x: `[B, l, C]` → logits `[B, l, V]`
     pub fn forward_blocks(
         &self,
+        x_blc: Tensor<3>,
+        modulations: &Modulations,
+        attn_bias_ll: Option<Tensor<2>>,
+        caches: Option<&mut [KvCache]>,
+    ) -> Tensor<3> {
+        let h_blc = self.hidden(x_blc, modulations, attn_bias_ll, caches, None);
+        self.logits(h_blc, modulations)
+    }
+
+    /// Runs the blocks; `n_d` gives each block its data/noise embedding (Distilled Decoding).
+    ///
+    /// # Shapes
+    /// - x: `[B, l, C]` → `[B, l, C]`
+    pub fn hidden(
+        &self,
         mut x_blc: Tensor<3>,
         modulations: &Modulations,
         attn_bias_ll: Option<Tensor<2>>,
         mut caches: Option<&mut [KvCache]>,
+        n_d: Option<&[Tensor<3>]>,
     ) -> Tensor<3> {
         for (i, (block, gss_b16c)) in self.blocks.iter().zip(&modulations.blocks).enumerate() {
             let cache = caches.as_deref_mut().map(|c| &mut c[i]);
-            x_blc = block.forward(x_blc, gss_b16c, attn_bias_ll.clone(), cache);
+            let n_d_blc = n_d.map(|n| n[i].clone());
+            x_blc = block.forward(x_blc, gss_b16c, attn_bias_ll.clone(), cache, n_d_blc);
         }
+        x_blc
+    }
+
+    /// The head: AdaLN head norm then the linear to V.
+    ///
+    /// # Shapes
+    /// - h: `[B, l, C]` → logits `[B, l, V]`
+    pub fn logits(&self, h_blc: Tensor<3>, modulations: &Modulations) -> Tensor<3> {
         self.head
-            .forward(self.head_nm.forward(x_blc, &modulations.head))
+            .forward(self.head_nm.forward(h_blc, &modulations.head))
+    }
+
+    /// Depth (number of blocks).
+    pub fn depth(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Word embedding of VQ-VAE vectors into the width C (no position).
+    ///
+    /// # Shapes
+    /// - x: `[B, l, Cvae]` → `[B, l, C]`
+    pub fn word_embed(&self, x_blcv: Tensor<3>) -> Tensor<3> {
+        self.word_embed.forward(x_blcv)
     }
 
     /// Fresh KV caches, one per block.
