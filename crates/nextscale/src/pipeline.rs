@@ -195,7 +195,16 @@ impl<'m> Generation<'m> {
     }
 
     /// Runs the next scale (or the final decode) and returns its event; `None` when done.
+    /// After an error the generation is over: later calls return `None`.
     pub async fn next_event(&mut self) -> Result<Option<Event>> {
+        let event = self.advance().await;
+        if event.is_err() {
+            self.finished = true;
+        }
+        event
+    }
+
+    async fn advance(&mut self) -> Result<Option<Event>> {
         if self.finished {
             return Ok(None);
         }
