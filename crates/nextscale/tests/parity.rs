@@ -136,18 +136,18 @@ fn dd_fixtures_match_official_outputs() {
                 ));
             }
         }
-        for group in [
-            "steps_0.sequence",
-            "steps_0.image01",
-            "steps_0_2.sequence",
-            "steps_0_2.image01",
-        ] {
-            assert!(
-                results.iter().any(|r| r.name == group),
-                "{}: no {group} case ran",
-                dir.display()
-            );
-        }
+        // A one-step run and at least one few-step run, each with its decoded image.
+        let count = |suffix: &str| results.iter().filter(|r| r.name.ends_with(suffix)).count();
+        assert!(
+            results.iter().any(|r| r.name == "steps_0.sequence"),
+            "{}: no one-step case ran",
+            dir.display()
+        );
+        assert!(
+            count(".sequence") >= 2 && count(".image01") >= 2,
+            "{}: too few DD cases ran",
+            dir.display()
+        );
     }
     assert!(
         failures.is_empty(),
