@@ -6,7 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::dd::DdPair;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::pipeline::{Event, GenerateRequest, Generation, PreviewMode, read_f32};
+use crate::pipeline::{Event, GenerateRequest, Generation, PreviewMode, read_f32, read_i64};
 use crate::sampler::SamplingOptions;
 use crate::weights::WeightFile;
 
@@ -109,14 +109,6 @@ impl Cases<'_, '_> {
         });
         Ok(())
     }
-}
-
-async fn read_i64(t: Tensor<2, Int>) -> Result<Vec<i64>> {
-    let data = t
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Backend(format!("{e:?}")))?;
-    Ok(data.iter::<i64>().collect())
 }
 
 /// Runs every case present in `cases` against `model`.

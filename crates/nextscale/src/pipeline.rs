@@ -354,6 +354,15 @@ pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
         .map_err(|e| Error::Backend(format!("{e:?}")))
 }
 
+/// Reads an integer tensor back to the host asynchronously.
+pub async fn read_i64<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<i64>> {
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Backend(format!("{e:?}")))?;
+    Ok(data.iter::<i64>().collect())
+}
+
 /// Reads `[B, 3, H, W]` in [0, 1] back as RGBA images.
 pub async fn images_of(image01_b3hw: Tensor<4>) -> Result<Vec<RgbaImage>> {
     let [b, _, h, w] = image01_b3hw.dims();

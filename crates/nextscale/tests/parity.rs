@@ -11,7 +11,7 @@ use burn::tensor::Device;
 use nextscale::ModelConfig;
 
 use nextscale::model::Model;
-use nextscale::parity::{load_dd_fixture, run_dd_cases, run_var_cases};
+use nextscale::parity::{CaseResult, load_dd_fixture, run_dd_cases, run_var_cases};
 use nextscale::weights::WeightFile;
 
 /// Every `var-*` and `dd-*` directory under the fixtures, plus `NEXTSCALE_FIXTURES`.
@@ -37,6 +37,28 @@ fn fixture_dirs() -> Vec<PathBuf> {
     }
     dirs.sort();
     dirs
+}
+
+/// Prints every case's error and records the ones over tolerance.
+fn report(dir: &Path, results: &[CaseResult], failures: &mut Vec<String>) {
+    for r in results {
+        println!(
+            "{} {:<32} error {:.3e} (tol {:.0e})",
+            dir.display(),
+            r.name,
+            r.error,
+            r.tolerance
+        );
+        if !r.passed() {
+            failures.push(format!(
+                "{}: {} error {} > {}",
+                dir.display(),
+                r.name,
+                r.error,
+                r.tolerance
+            ));
+        }
+    }
 }
 
 fn is_dd(dir: &Path) -> bool {
@@ -65,24 +87,7 @@ fn var_fixtures_match_official_outputs() {
             Model::from_weights(config, &WeightFile::parse(&weights).unwrap(), &device).unwrap();
         let results =
             pollster::block_on(run_var_cases(&model, &WeightFile::parse(&cases).unwrap())).unwrap();
-        for r in &results {
-            println!(
-                "{} {:<32} error {:.3e} (tol {:.0e})",
-                dir.display(),
-                r.name,
-                r.error,
-                r.tolerance
-            );
-            if !r.passed() {
-                failures.push(format!(
-                    "{}: {} error {} > {}",
-                    dir.display(),
-                    r.name,
-                    r.error,
-                    r.tolerance
-                ));
-            }
-        }
+        report(dir, &results, &mut failures);
         // Every kind of case must have run.
         for group in [
             "encode.idx.",
@@ -118,24 +123,7 @@ fn dd_fixtures_match_official_outputs() {
         let cases = std::fs::read(dir.join("cases.safetensors")).unwrap();
         let results =
             pollster::block_on(run_dd_cases(&pair, &WeightFile::parse(&cases).unwrap())).unwrap();
-        for r in &results {
-            println!(
-                "{} {:<24} error {:.3e} (tol {:.0e})",
-                dir.display(),
-                r.name,
-                r.error,
-                r.tolerance
-            );
-            if !r.passed() {
-                failures.push(format!(
-                    "{}: {} error {} > {}",
-                    dir.display(),
-                    r.name,
-                    r.error,
-                    r.tolerance
-                ));
-            }
-        }
+        report(dir, &results, &mut failures);
         // A one-step run and at least one few-step run, each with its decoded image.
         let count = |suffix: &str| results.iter().filter(|r| r.name.ends_with(suffix)).count();
         assert!(

@@ -14,12 +14,10 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::nn::{Embedding, INIT_STD, Linear, layer_norm_plain};
-use crate::var::Var;
+use crate::pipeline::read_i64;
+use crate::var::{Var, scale_mask};
 use crate::vqvae::Vqvae;
 use crate::weights::{Init, ParamSource};
-
-/// Additive mask value for blocked attention.
-const MASKED: f32 = -1e30;
 
 /// PixArt's final layer: `linear(ln(h)·(1+scale) + shift)` with `(shift, scale)` =
 /// `scale_shift_table + cond` (note the order, the reverse of the AdaLN head's).
@@ -115,20 +113,7 @@ impl DdModel {
 
     /// The DD mask: each scale sees strictly earlier scales and itself (its diagonal).
     fn mask(&self, device: &Device) -> Tensor<2> {
-        let d: Vec<usize> = self
-            .patch_nums
-            .iter()
-            .enumerate()
-            .flat_map(|(si, pn)| std::iter::repeat_n(si, pn * pn))
-            .collect();
-        let l = d.len();
-        let mask: Vec<f32> = (0..l * l)
-            .map(|i| {
-                let (q, k) = (i / l, i % l);
-                if d[q] > d[k] || q == k { 0.0 } else { MASKED }
-            })
-            .collect();
-        Tensor::from_data(TensorData::new(mask, [l, l]), device)
+        scale_mask(&self.patch_nums, device, |q, k, same| q > k || same)
     }
 
     /// One forward pass at step `t`: the continuous and the logits predictions for every
@@ -316,12 +301,4 @@ impl DdPair {
         dd_src.finish()?;
         Ok(Self { vae, dd })
     }
-}
-
-async fn read_i64<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<i64>> {
-    let data = t
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Backend(format!("{e:?}")))?;
-    Ok(data.iter::<i64>().collect())
 }

@@ -246,17 +246,7 @@ impl Var {
     /// # Shapes
     /// - returns `[L, L]` (0 where allowed, a large negative value elsewhere)
     pub fn causal_mask(&self, device: &Device) -> Tensor<2> {
-        let d: Vec<usize> = self
-            .begin_ends()
-            .iter()
-            .enumerate()
-            .flat_map(|(si, (b, e))| std::iter::repeat_n(si, e - b))
-            .collect();
-        let l = d.len();
-        let mask: Vec<f32> = (0..l * l)
-            .map(|i| if d[i / l] >= d[i % l] { 0.0 } else { MASKED })
-            .collect();
-        Tensor::from_data(TensorData::new(mask, [l, l]), device)
+        scale_mask(&self.patch_nums, device, |q, k, _| q >= k)
     }
 
     /// The teacher-forced forward pass with the block-causal mask (`VAR.forward` without
@@ -275,4 +265,30 @@ impl Var {
         let modulations = self.modulations(cond_bd);
         self.forward_blocks(x_blc, &modulations, Some(self.causal_mask(&device)), None)
     }
+}
+
+/// An additive attention mask `[L, L]` over the tokens of a scale schedule: 0 where
+/// `allow(query_scale, key_scale, same_token)` holds, a large negative value elsewhere.
+pub(crate) fn scale_mask(
+    patch_nums: &[usize],
+    device: &Device,
+    allow: impl Fn(usize, usize, bool) -> bool,
+) -> Tensor<2> {
+    let d: Vec<usize> = patch_nums
+        .iter()
+        .enumerate()
+        .flat_map(|(si, pn)| std::iter::repeat_n(si, pn * pn))
+        .collect();
+    let l = d.len();
+    let mask: Vec<f32> = (0..l * l)
+        .map(|i| {
+            let (q, k) = (i / l, i % l);
+            if allow(d[q], d[k], q == k) {
+                0.0
+            } else {
+                MASKED
+            }
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(mask, [l, l]), device)
 }
