@@ -142,6 +142,26 @@ impl ModelConfig {
         }
     }
 
+    /// The bundled emoji model's architecture: 32 px, an 8×8 latent quantized over
+    /// scales (1, 2, 3, 4, 6, 8), V=512, Cvae=16, a small CNN (ch 32, `ch_mult` (1, 2, 2))
+    /// and a 6-block, 192-wide transformer, sized to train on two CPU cores.
+    pub fn emoji32(num_classes: usize) -> Self {
+        Self {
+            vocab_size: 512,
+            cvae: 16,
+            ch: 32,
+            ch_mult: vec![1, 2, 2],
+            num_res_blocks: 1,
+            patch_nums: vec![1, 2, 3, 4, 6, 8],
+            num_classes,
+            depth: 6,
+            embed_dim: 192,
+            num_heads: 6,
+            image_size: 32,
+            ..Self::official(6)
+        }
+    }
+
     /// Serialises the config to JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("config serialises")

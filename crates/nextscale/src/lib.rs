@@ -6,9 +6,12 @@
 //! - [`vqvae`], [`var`]: the official model family.
 //! - [`pipeline`]: scale-by-scale generation with streamed events.
 //! - [`parity`]: comparison against the official reference fixtures.
+//! - [`dataset`], [`train`]: the training data set file and training losses.
 
+pub mod classifier;
 pub mod config;
 pub mod convert;
+pub mod dataset;
 pub mod dd;
 pub mod error;
 pub mod model;
@@ -18,6 +21,7 @@ pub mod pipeline;
 pub mod preview;
 pub mod resample;
 pub mod sampler;
+pub mod train;
 pub mod var;
 pub mod vqvae;
 pub mod weights;

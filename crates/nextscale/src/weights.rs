@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use burn::module::Param;
+use burn::module::{Param, ParamId};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -166,6 +166,36 @@ pub struct ParamSource<'w, 'a> {
     mode: Mode<'w, 'a>,
     prefix: String,
     used: BTreeSet<String>,
+    /// Parameter ids to reuse by full name (resuming training keeps optimizer state).
+    ids: BTreeMap<String, u64>,
+    names: ParamNames,
+}
+
+/// Where each parameter of a built module came from: its full official name, and whether it
+/// is stored transposed (a `nn.Linear` weight kept `[in, out]`).
+#[derive(Debug, Clone, Default)]
+pub struct ParamNames {
+    by_id: HashMap<ParamId, (String, bool)>,
+}
+
+impl ParamNames {
+    /// The official name of a parameter and whether it is stored transposed.
+    pub fn get(&self, id: &ParamId) -> Option<(&str, bool)> {
+        self.by_id.get(id).map(|(n, t)| (n.as_str(), *t))
+    }
+
+    /// `full name → id` of every parameter, to rebuild a module with the same ids.
+    pub fn ids(&self) -> BTreeMap<String, u64> {
+        self.by_id
+            .iter()
+            .map(|(id, (n, _))| (n.clone(), id.val()))
+            .collect()
+    }
+
+    /// Adds the names of another source (e.g. a second model prefix).
+    pub fn extend(&mut self, other: ParamNames) {
+        self.by_id.extend(other.by_id);
+    }
 }
 
 impl<'w, 'a> ParamSource<'w, 'a> {
@@ -176,6 +206,8 @@ impl<'w, 'a> ParamSource<'w, 'a> {
             mode: Mode::Load(file),
             prefix: prefix.to_string(),
             used: BTreeSet::new(),
+            ids: BTreeMap::new(),
+            names: ParamNames::default(),
         }
     }
 
@@ -186,7 +218,27 @@ impl<'w, 'a> ParamSource<'w, 'a> {
             mode: Mode::Random(Box::new(ChaCha8Rng::seed_from_u64(seed))),
             prefix: String::new(),
             used: BTreeSet::new(),
+            ids: BTreeMap::new(),
+            names: ParamNames::default(),
         }
+    }
+
+    /// Prefixes every name with `prefix` (e.g. `"vae."`), as a loading source does.
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_string();
+        self
+    }
+
+    /// Gives parameters these ids by full name (from [`ParamNames::ids`]), so that a
+    /// resumed training run matches its saved optimizer state.
+    pub fn with_ids(mut self, ids: BTreeMap<String, u64>) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// The names of every parameter built so far, by id.
+    pub fn names(&self) -> &ParamNames {
+        &self.names
     }
 
     /// Records the name and shape of every parameter a module asks for, allocating nothing
@@ -197,6 +249,8 @@ impl<'w, 'a> ParamSource<'w, 'a> {
             mode: Mode::Spec(BTreeMap::new()),
             prefix: prefix.to_string(),
             used: BTreeSet::new(),
+            ids: BTreeMap::new(),
+            names: ParamNames::default(),
         }
     }
 
@@ -255,7 +309,28 @@ impl<'w, 'a> ParamSource<'w, 'a> {
     ) -> Result<Param<Tensor<D>>> {
         let values = self.values(name, &shape, init)?;
         let shape = if values.len() == 1 { [1; D] } else { shape };
-        Ok(Param::from_tensor(self.upload(values, shape)))
+        let tensor = self.upload(values, shape);
+        Ok(self.register(name, tensor, false))
+    }
+
+    /// Wraps a tensor as a parameter, reusing a given id, and records its name.
+    fn register<const D: usize>(
+        &mut self,
+        name: &str,
+        tensor: Tensor<D>,
+        transposed: bool,
+    ) -> Param<Tensor<D>> {
+        let full = format!("{}{name}", self.prefix);
+        let param = Param::from_tensor(tensor);
+        let param = match self.ids.get(&full) {
+            Some(&id) => {
+                let (_, value, mapper) = param.consume();
+                Param::from_mapped_value(ParamId::from(id), value, mapper)
+            }
+            None => param,
+        };
+        self.names.by_id.insert(param.id, (full, transposed));
+        param
     }
 
     /// A PyTorch `nn.Linear` weight stored `[out, in]`, returned transposed as `[in, out]`.
@@ -268,7 +343,8 @@ impl<'w, 'a> ParamSource<'w, 'a> {
     ) -> Result<Param<Tensor<2>>> {
         let values = self.values(name, &[d_out, d_in], init)?;
         if values.len() == 1 {
-            return Ok(Param::from_tensor(self.upload(values, [1, 1])));
+            let tensor = self.upload(values, [1, 1]);
+            return Ok(self.register(name, tensor, true));
         }
         let mut transposed = vec![0.0f32; values.len()];
         for o in 0..d_out {
@@ -276,7 +352,8 @@ impl<'w, 'a> ParamSource<'w, 'a> {
                 transposed[i * d_out + o] = values[o * d_in + i];
             }
         }
-        Ok(Param::from_tensor(self.upload(transposed, [d_in, d_out])))
+        let tensor = self.upload(transposed, [d_in, d_out]);
+        Ok(self.register(name, tensor, true))
     }
 
     fn upload<const D: usize>(&self, values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {

@@ -14,6 +14,7 @@ use clap::{Args, ValueEnum};
 use nextscale::config::CONFIG_METADATA_KEY;
 use nextscale::convert::{check_layout, infer_config, is_derived_buffer};
 use nextscale::model::Model;
+use nextscale::train::StateDict;
 use nextscale::weights::WeightFile;
 use pytorch_reader::{DType, PytorchReader};
 use safetensors::Dtype;
@@ -59,8 +60,6 @@ pub struct ConvertArgs {
     #[arg(long, value_enum, default_value_t = StoreDtype::F32)]
     dtype: StoreDtype,
 }
-
-type StateDict = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 fn to_f32(bytes: &[u8], dtype: DType, name: &str) -> Result<Option<Vec<f32>>> {
     Ok(Some(match dtype {
@@ -123,6 +122,16 @@ fn read_state_dict(path: &Path, prefix: &str, into: &mut StateDict) -> Result<()
 
 /// Serialises a state dict and config as a model file.
 pub fn model_bytes(state: &StateDict, config_json: &str, dtype: StoreDtype) -> Result<Vec<u8>> {
+    let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), config_json.to_string())]);
+    state_bytes(state, metadata, dtype)
+}
+
+/// Serialises a state dict with the given `__metadata__` entries.
+pub fn state_bytes(
+    state: &StateDict,
+    metadata: HashMap<String, String>,
+    dtype: StoreDtype,
+) -> Result<Vec<u8>> {
     let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = state
         .iter()
         .map(|(name, (shape, values))| {
@@ -144,7 +153,6 @@ pub fn model_bytes(state: &StateDict, config_json: &str, dtype: StoreDtype) -> R
         .iter()
         .map(|(n, s, b)| Ok((n.clone(), TensorView::new(st_dtype, s.clone(), b)?)))
         .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), config_json.to_string())]);
     Ok(safetensors::serialize(views, Some(metadata))?)
 }
 

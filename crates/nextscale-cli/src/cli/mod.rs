@@ -2,11 +2,18 @@
 
 mod bench;
 mod convert;
+mod data;
+mod eval;
 mod inspect;
 mod load;
+mod metrics;
 mod parity;
 mod progress;
 mod sample;
+mod train;
+mod train_classifier;
+mod train_var;
+mod train_vqvae;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +93,16 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Convert official VAR checkpoints (.pth or .safetensors state dicts) to a model file.
     Convert(convert::ConvertArgs),
+    /// Build the emoji training set from an unpacked emoji-datasource npm package.
+    Data(data::DataArgs),
+    /// Train the VQ-VAE tokenizer (resumable).
+    TrainVqvae(train_vqvae::TrainVqvaeArgs),
+    /// Train the VAR teacher on a trained tokenizer (resumable) and export the model file.
+    TrainVar(train_var::TrainVarArgs),
+    /// Train the evaluator's classifier on the real training split.
+    TrainClassifier(train_classifier::TrainClassifierArgs),
+    /// Score a generator: conditional accuracy, FD, KID, precision/recall, memorisation.
+    Eval(eval::EvalArgs),
 }
 
 /// Parses the command line and runs it; errors print their chain and exit non-zero.
@@ -97,6 +114,11 @@ pub fn main() -> ExitCode {
         Command::Parity { dir } => parity::run(&dir),
         Command::Bench(args) => bench::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Data(args) => data::run(args),
+        Command::TrainVqvae(args) => train_vqvae::run(args),
+        Command::TrainVar(args) => train_var::run(args),
+        Command::TrainClassifier(args) => train_classifier::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(code) => code,

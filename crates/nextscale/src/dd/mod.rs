@@ -8,6 +8,8 @@
 //! modules and adds the data/noise embedding `n_d_embed` with layer-wise linears and a
 //! continuous head ([`FinalLayer`]).
 
+pub mod flow;
+
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 

@@ -2,7 +2,7 @@
 //! lookup per scale, bicubic up-sampling, the φ refinement and f_hat accumulation.
 
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -179,7 +179,8 @@ impl VectorQuantizer2 {
     /// # Shapes
     /// - z: `[N, Cvae]` → `[N]`
     pub fn nearest(&self, z_nc: Tensor<2>) -> Tensor<1, Int> {
-        let e_vc = self.embedding.weight.val();
+        let e_vc = self.embedding.weight.val().detach();
+        let z_nc = z_nc.detach();
         let z_sq_n1 = z_nc.clone().square().sum_dim(1);
         let e_sq_1v = e_vc.clone().square().sum_dim(1).swap_dims(0, 1);
         let d_nv = z_sq_n1 + e_sq_1v - z_nc.matmul(e_vc.transpose()) * 2.0;
@@ -210,6 +211,71 @@ impl VectorQuantizer2 {
             f_hats.push(f_hat.clone());
         }
         (idx_list, f_hats)
+    }
+
+    /// The training forward (official `VectorQuantizer2.forward`): quantizes every scale
+    /// of the latent, and returns the straight-through f_hat (its gradient flows to `f`
+    /// unchanged), the VQ loss averaged over scales — `β·‖sg(f̂ₛ) − f‖² + ‖f̂ₛ − sg(f)‖²`,
+    /// committing the encoder and training the codebook and φ — and the token maps.
+    ///
+    /// # Shapes
+    /// - f: `[B, Cvae, HW, HW]` → f_hat `[B, Cvae, HW, HW]`, loss `[1]`, idx `[B, pn²]` per scale
+    pub fn forward_train(
+        &self,
+        f_bchw: Tensor<4>,
+        beta: f64,
+    ) -> (Tensor<4>, Tensor<1>, Vec<Tensor<2, Int>>) {
+        let [b, c, _, _] = f_bchw.dims();
+        let f_no_grad = f_bchw.clone().detach();
+        let mut f_rest = f_no_grad.clone();
+        let mut f_hat = f_no_grad.zeros_like();
+        let mut idx_list = Vec::with_capacity(self.patch_nums.len());
+        let mut loss = Tensor::<1>::zeros([1], &f_bchw.device());
+        for (si, &pn) in self.patch_nums.iter().enumerate() {
+            let z_bchw = if si != self.last() {
+                self.area_down(si, f_rest.clone())
+            } else {
+                f_rest.clone()
+            };
+            let z_nc = z_bchw.permute([0, 2, 3, 1]).reshape([b * pn * pn, c]);
+            let idx_bl = self.nearest(z_nc).reshape([b, pn * pn]);
+            let h_bchw = self.scale_residual(si, self.lookup(idx_bl.clone()));
+            f_hat = f_hat + h_bchw.clone();
+            f_rest = f_rest - h_bchw.detach();
+            let commit = (f_hat.clone().detach() - f_bchw.clone()).square().mean() * beta;
+            let codebook = (f_hat.clone() - f_no_grad.clone()).square().mean();
+            loss = loss + commit + codebook;
+            idx_list.push(idx_bl);
+        }
+        let loss = loss / self.patch_nums.len() as f64;
+        let f_hat_st = (f_hat.detach() - f_no_grad) + f_bchw;
+        (f_hat_st, loss, idx_list)
+    }
+
+    /// Replaces codebook rows `codes` with the given vectors (dead-code re-initialisation
+    /// during training), keeping the parameter's identity.
+    ///
+    /// # Shapes
+    /// - vectors: `[codes.len(), Cvae]`
+    pub fn reinit_codes(self, codes: &[usize], vectors_nc: Tensor<2>) -> Self {
+        if codes.is_empty() {
+            return self;
+        }
+        let device = vectors_nc.device();
+        let idx: Vec<i64> = codes.iter().map(|&c| c as i64).collect();
+        let idx_n = Tensor::<1, Int>::from_data(TensorData::new(idx, [codes.len()]), &device);
+        let mut this = self;
+        this.embedding.weight = this.embedding.weight.map(|e_vc| {
+            let e_vc = e_vc.detach().select_assign(
+                0,
+                idx_n,
+                vectors_nc.detach(),
+                IndexingUpdateOp::Assign,
+            );
+            // A fresh leaf: autodiff only lets leaves require gradients.
+            Tensor::from_data(e_vc.into_data(), &device).require_grad()
+        });
+        this
     }
 
     /// f_hat after each scale from token maps (`embed_to_fhat`, all to the max scale).

@@ -1,0 +1,227 @@
+//! `nextscale eval`: scores a generator with the evaluator's classifier (DESIGN §6):
+//! conditional accuracy, Fréchet distance and KID in the classifier's penultimate features
+//! with the real-vs-real floor, k-NN precision/recall, and nearest-training-image distance.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor};
+use clap::Args;
+use nextscale::classifier::Classifier;
+use nextscale::dataset::{Dataset, Split};
+use nextscale::pipeline::{Event, GenerateRequest, Generation, PreviewMode, read_f32};
+use serde::Serialize;
+
+use super::metrics::{class_weights, frechet_distance, kid, nearest_distances, precision_recall};
+use super::train_classifier::{DEFAULT_CLASSIFIER, accuracy, load_classifier};
+use super::{DEFAULT_MODEL, SamplingArgs, load, progress};
+
+/// Neighbours of the k-NN precision/recall balls.
+const KNN_K: usize = 3;
+
+/// Options of `nextscale eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model file.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Data set file (from `nextscale data`).
+    #[arg(long, default_value = "data/emoji32.safetensors")]
+    data: PathBuf,
+    /// Classifier file (from `nextscale train-classifier`).
+    #[arg(long, default_value = DEFAULT_CLASSIFIER)]
+    classifier: PathBuf,
+    /// Samples per class.
+    #[arg(long, default_value_t = 32)]
+    per_class: usize,
+    /// Seed of the first sample of each class.
+    #[arg(long, default_value_t = 1_000_000)]
+    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Also write the results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// The results of one evaluation.
+#[derive(Serialize, Debug)]
+struct EvalReport {
+    model: String,
+    samples: usize,
+    conditional_accuracy: f64,
+    conditional_accuracy_per_class: Vec<f64>,
+    classifier_held_out_accuracy: f64,
+    fd: f64,
+    fd_real_floor: f64,
+    kid: f64,
+    kid_real_floor: f64,
+    precision: f64,
+    recall: f64,
+    nn_train_distance_generated: f64,
+    nn_train_distance_held_out: f64,
+    near_copy_share: f64,
+    ms_per_image: f64,
+}
+
+fn rows(values: Vec<f32>, n: usize) -> Vec<Vec<f64>> {
+    let d = values.len() / n.max(1);
+    values
+        .chunks(d)
+        .map(|c| c.iter().map(|&v| v as f64).collect())
+        .collect()
+}
+
+/// Features and predicted labels of images `[B, 3, H, W]` in [-1, 1].
+fn classify(net: &Classifier, img_b3hw: Tensor<4>) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
+    let b = img_b3hw.dims()[0];
+    let features_bf = net.features(img_b3hw);
+    let pred: Vec<usize> = net
+        .logits(features_bf.clone())
+        .argmax(1)
+        .into_data()
+        .iter::<i64>()
+        .map(|p| p as usize)
+        .collect();
+    Ok((rows(pollster::block_on(read_f32(features_bf))?, b), pred))
+}
+
+/// Runs `nextscale eval`.
+pub fn run(args: EvalArgs) -> Result<ExitCode> {
+    let device = Device::flex();
+    let data = Dataset::from_bytes(&load::read(&args.data)?)
+        .with_context(|| format!("loading {}", args.data.display()))?;
+    let (net, info) = load_classifier(&args.classifier)?;
+    let model = load::model(&args.model, &device)?;
+    if info.class_names != model.config.class_names || info.class_names != data.info.class_names {
+        bail!("the model, the classifier and the data set must have the same classes");
+    }
+    let k = model.config.num_classes;
+
+    // Real images: train (reference) and held-out (the floor).
+    let mut real = Vec::new();
+    for split in [Split::Train, Split::HeldOut] {
+        let idx = data.indices(split);
+        let mut feats = Vec::new();
+        let mut pixels = Vec::new();
+        for chunk in idx.chunks(128) {
+            let img = data.images(chunk, &device);
+            feats.extend(classify(&net, img.clone())?.0);
+            pixels.extend(rows(pollster::block_on(read_f32(img))?, chunk.len()));
+        }
+        let labels: Vec<usize> = idx.iter().map(|&i| data.labels[i]).collect();
+        real.push((feats, pixels, labels));
+    }
+    let held_out_accuracy = accuracy(&net, &data, &data.indices(Split::HeldOut))?;
+
+    // Generated samples, `per_class` of every class.
+    let bar = progress::bar((k * args.per_class) as u64, "generate");
+    let (mut gen_feats, mut gen_pixels, mut hits) = (Vec::new(), Vec::new(), vec![0usize; k]);
+    let start = Instant::now();
+    for class in 0..k {
+        let mut done = 0;
+        while done < args.per_class {
+            let n = args.batch.min(args.per_class - done);
+            let mut request = GenerateRequest::new(Some(class), n, args.seed + done as u64);
+            request.cfg = args.sampling.cfg;
+            request.sampling = args.sampling.options(false);
+            request.preview = PreviewMode::None;
+            let mut generation = Generation::new(&model, request)?;
+            while let Some(event) = pollster::block_on(generation.next_event())? {
+                if let Event::Done { image01, .. } = event {
+                    let img = image01 * 2.0 - 1.0;
+                    let (f, pred) = classify(&net, img.clone())?;
+                    hits[class] += pred.iter().filter(|&&p| p == class).count();
+                    gen_feats.extend(f);
+                    gen_pixels.extend(rows(pollster::block_on(read_f32(img))?, n));
+                }
+            }
+            done += n;
+            bar.inc(n as u64);
+        }
+    }
+    let ms_per_image = start.elapsed().as_secs_f64() * 1e3 / (k * args.per_class) as f64;
+    bar.finish_and_clear();
+
+    let (train_f, train_px, train_l) = &real[0];
+    let (held_f, held_px, held_l) = &real[1];
+    let w_train = class_weights(train_l);
+    let w_held = class_weights(held_l);
+    let w_gen = vec![1.0 / gen_feats.len() as f64; gen_feats.len()];
+    let (precision, recall) = precision_recall(train_f, &gen_feats, KNN_K);
+    let nn_gen = nearest_distances(&gen_pixels, train_px);
+    let nn_held = nearest_distances(held_px, train_px);
+    let closest_held = nn_held.iter().copied().fold(f64::INFINITY, f64::min);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let report = EvalReport {
+        model: args.model.display().to_string(),
+        samples: gen_feats.len(),
+        conditional_accuracy: hits.iter().sum::<usize>() as f64 / gen_feats.len() as f64,
+        conditional_accuracy_per_class: hits
+            .iter()
+            .map(|&h| h as f64 / args.per_class as f64)
+            .collect(),
+        classifier_held_out_accuracy: held_out_accuracy,
+        fd: frechet_distance(&gen_feats, &w_gen, train_f, &w_train),
+        fd_real_floor: frechet_distance(held_f, &w_held, train_f, &w_train),
+        kid: kid(&gen_feats, &w_gen, train_f, &w_train),
+        kid_real_floor: kid(held_f, &w_held, train_f, &w_train),
+        precision,
+        recall,
+        nn_train_distance_generated: mean(&nn_gen),
+        nn_train_distance_held_out: mean(&nn_held),
+        near_copy_share: nn_gen.iter().filter(|&&d| d < closest_held).count() as f64
+            / nn_gen.len() as f64,
+        ms_per_image,
+    };
+    print_table(&report, &model.config.class_names);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(r: &EvalReport, class_names: &[String]) {
+    println!("{} samples from {}", r.samples, r.model);
+    println!("| metric | value | reference |");
+    println!("|---|---|---|");
+    println!(
+        "| conditional accuracy | {:.3} | classifier on held-out real: {:.3} (ratio {:.2}) |",
+        r.conditional_accuracy,
+        r.classifier_held_out_accuracy,
+        r.conditional_accuracy / r.classifier_held_out_accuracy
+    );
+    println!(
+        "| FD (vs train, class-balanced) | {:.3} | held-out real: {:.3} (ratio {:.2}) |",
+        r.fd,
+        r.fd_real_floor,
+        r.fd / r.fd_real_floor
+    );
+    println!(
+        "| KID | {:.4} | held-out real: {:.4} |",
+        r.kid, r.kid_real_floor
+    );
+    println!("| precision (k={KNN_K}) | {:.3} | |", r.precision);
+    println!("| recall (k={KNN_K}) | {:.3} | |", r.recall);
+    println!(
+        "| nearest-train pixel distance | {:.2} | held-out real: {:.2} |",
+        r.nn_train_distance_generated, r.nn_train_distance_held_out
+    );
+    println!(
+        "| share closer to train than any held-out image | {:.3} | |",
+        r.near_copy_share
+    );
+    println!("| generation time | {:.1} ms/image | |", r.ms_per_image);
+    let per_class: Vec<String> = class_names
+        .iter()
+        .zip(&r.conditional_accuracy_per_class)
+        .map(|(n, a)| format!("{n} {a:.2}"))
+        .collect();
+    println!("per class: {}", per_class.join(", "));
+}

@@ -1,0 +1,274 @@
+//! `nextscale train-var`: trains the VAR teacher on the tokens of a trained VQ-VAE —
+//! teacher forcing under the block-causal mask, cross-entropy, 10% class drop for
+//! classifier-free guidance, AdamW with warm-up and cosine decay, gradient clipping —
+//! resumable, with periodic sample grids; then exports the model file.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use clap::Args;
+use nextscale::ModelConfig;
+use nextscale::config::CONFIG_METADATA_KEY;
+use nextscale::dataset::{BalancedSampler, Dataset, Split};
+use nextscale::model::{Model, VAE_PREFIX, VAR_PREFIX};
+use nextscale::pipeline::{Event, GenerateRequest, Generation};
+use nextscale::preview::fit_preview_from;
+use nextscale::train::var::{TokenCache, var_loss};
+use nextscale::train::{LrSchedule, StateDict, state_dict};
+use nextscale::var::Var;
+use nextscale::vqvae::Vqvae;
+use nextscale::weights::{ParamSource, WeightFile};
+use rand::Rng;
+
+use super::convert::{StoreDtype, state_bytes};
+use super::train::{LossLog, RunDir, TrainState, read_state, write_grid};
+use super::train_vqvae::step_rng;
+use super::{load, progress};
+
+/// Options of `nextscale train-var`.
+#[derive(Args, Debug)]
+pub struct TrainVarArgs {
+    /// Data set file (from `nextscale data`).
+    #[arg(long, default_value = "data/emoji32.safetensors")]
+    data: PathBuf,
+    /// The tokenizer: a `train-vqvae` checkpoint.
+    #[arg(long, default_value = "runs/vqvae/checkpoint.safetensors")]
+    vqvae: PathBuf,
+    /// Run directory: checkpoint, loss log, sample grids (resumes from its checkpoint).
+    #[arg(long, default_value = "runs/var")]
+    out: PathBuf,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 1500)]
+    steps: usize,
+    /// Sequences per step (class-balanced).
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 6e-4)]
+    lr: f64,
+    /// Share of labels replaced by the null class (for classifier-free guidance).
+    #[arg(long, default_value_t = 0.1)]
+    label_drop: f64,
+    /// Seed of the initialisation and of the batches.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 250)]
+    checkpoint_every: usize,
+    /// Steps between sample grids (one row per class).
+    #[arg(long, default_value_t = 500)]
+    sample_every: usize,
+    /// Model file written at the end (VQ-VAE + VAR, config, class names, preview matrix).
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// Storage dtype of the exported model file.
+    #[arg(long, value_enum, default_value_t = StoreDtype::F16)]
+    dtype: StoreDtype,
+    /// Start over even if the run directory holds a checkpoint.
+    #[arg(long)]
+    fresh: bool,
+}
+
+/// Runs `nextscale train-var`.
+pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
+    let data = Dataset::from_bytes(&load::read(&args.data)?)
+        .with_context(|| format!("loading {}", args.data.display()))?;
+    let vq_bytes = load::read(&args.vqvae)?;
+    let vq_file = WeightFile::parse(&vq_bytes)?;
+    let config = ModelConfig::from_json(
+        vq_file
+            .metadata(CONFIG_METADATA_KEY)
+            .context("the VQ-VAE checkpoint has no config")?,
+    )?;
+    let vae_state = read_state(&vq_bytes, VAE_PREFIX)?;
+    let host = Device::flex();
+    let mut src = ParamSource::load(&vq_file, VAE_PREFIX, &host);
+    let vae = Vqvae::new(&mut src, &config)?;
+    src.finish()?;
+
+    let train = data.indices(Split::Train);
+    let bar = progress::bar(train.len() as u64, "tokenize");
+    let mut tokens: Option<TokenCache> = None;
+    for chunk in train.chunks(128) {
+        let part = pollster::block_on(TokenCache::build(&vae, data.images(chunk, &host)))?;
+        match &mut tokens {
+            Some(t) => t.extend(part),
+            None => tokens = Some(part),
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let tokens = tokens.context("no training images")?;
+    // Cache rows follow `train`; the sampler draws positions into it.
+    let positions: Vec<usize> = (0..train.len()).collect();
+    let mut by_position = data.clone();
+    by_position.labels = train.iter().map(|&i| data.labels[i]).collect();
+    by_position.split = vec![Split::Train; train.len()];
+    let sampler = BalancedSampler::new(&by_position, &positions)?;
+
+    let device = Device::flex().autodiff();
+    let run = RunDir::create(&args.out)?;
+    let optim_config = AdamWConfig::new()
+        .with_beta_2(0.95)
+        .with_weight_decay(0.05)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(2.0)));
+    let mut optim = optim_config.init();
+    let checkpoint = if args.fresh { None } else { run.load()? };
+    let (mut var, names, start) = match &checkpoint {
+        Some(ck) => {
+            let file = WeightFile::parse(&ck.bytes)?;
+            let mut src =
+                ParamSource::load(&file, VAR_PREFIX, &device).with_ids(ck.state.param_ids.clone());
+            let var = Var::new(&mut src, &config)?;
+            let names = src.names().clone();
+            optim = run.load_optimizer(optim)?;
+            println!("resuming {} at step {}", args.out.display(), ck.state.step);
+            (var, names, ck.state.step)
+        }
+        None => {
+            let mut src = ParamSource::random(args.seed, &device).with_prefix(VAR_PREFIX);
+            let var = Var::new(&mut src, &config)?;
+            (var, src.names().clone(), 0)
+        }
+    };
+    let schedule = LrSchedule {
+        peak: args.lr,
+        min: args.lr * 0.02,
+        warmup: (args.steps / 20).max(1),
+        total: args.steps,
+    };
+    let null = config.num_classes as i64;
+    let mut log = LossLog::open(&run, &["loss", "accuracy"], start)?;
+    let bar = progress::bar(args.steps as u64, "var");
+    bar.set_position(start as u64);
+    let save = |var: &Var, step: usize, optim: &ModuleOptimizer| -> Result<()> {
+        let state = TrainState {
+            step,
+            param_ids: names.ids(),
+        };
+        run.save(&state_dict(var, &names)?, &config.to_json(), &state, optim)
+    };
+    for step in start..args.steps {
+        let mut rng = step_rng(args.seed, step);
+        let pos = sampler.batch(args.batch, &mut rng);
+        let labels: Vec<i64> = pos
+            .iter()
+            .map(|&p| {
+                if rng.random_bool(args.label_drop) {
+                    null
+                } else {
+                    by_position.labels[p] as i64
+                }
+            })
+            .collect();
+        let labels_b = Tensor::<1, Int>::from_data(TensorData::new(labels, [pos.len()]), &device);
+        let (x_blcv, target_bl) = tokens.batch(&pos, &device);
+        let (loss, accuracy) = var_loss(&var, labels_b, x_blcv, target_bl);
+        let row = vec![
+            loss.clone().into_scalar::<f32>() as f64,
+            accuracy.into_scalar::<f32>() as f64,
+        ];
+        if !row[0].is_finite() {
+            anyhow::bail!(
+                "loss became {} at step {step}; lower --lr and resume",
+                row[0]
+            );
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &var);
+        var = optim.step(schedule.at(step), var, grads);
+        bar.set_message(format!("ce {:.3} acc {:.3}", row[0], row[1]));
+        log.push(step, row);
+        bar.inc(1);
+        progress::log_step(&bar);
+        let done = step + 1;
+        if done % args.checkpoint_every == 0 || done == args.steps {
+            save(&var, done, &optim)?;
+            log.write()?;
+        }
+        if done % args.sample_every == 0 || done == args.steps {
+            let model = assemble(&config, &vae_state, &state_dict(&var, &names)?)?;
+            let grid = run.path(&format!("samples_{done:06}.png"));
+            sample_grid(&model, &grid, 8)?;
+            progress::note(&bar, format!("step {done}: wrote {}", grid.display()));
+        }
+    }
+    bar.finish();
+    if let Some(path) = &args.export {
+        let ck = run.load()?.context("no checkpoint to export")?;
+        let var_state = read_state(&ck.bytes, VAR_PREFIX)?;
+        export(
+            &config, &vae, &data, &vae_state, &var_state, path, args.dtype,
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A model on the host device from the two state dicts.
+fn assemble(config: &ModelConfig, vae: &StateDict, var: &StateDict) -> Result<Model> {
+    let mut all = vae.clone();
+    all.extend(var.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), config.to_json())]);
+    let bytes = state_bytes(&all, metadata, StoreDtype::F32)?;
+    Ok(Model::from_safetensors(&bytes, &Device::flex())?)
+}
+
+/// `per_class` samples of every class (seeds 0..), one row per class, as a PNG grid.
+pub fn sample_grid(model: &Model, path: &std::path::Path, per_class: usize) -> Result<()> {
+    let mut tiles = Vec::new();
+    for class in 0..model.config.num_classes {
+        let mut request = GenerateRequest::new(Some(class), per_class, 0);
+        request.preview = nextscale::PreviewMode::None;
+        let mut generation = Generation::new(model, request)?;
+        while let Some(event) = pollster::block_on(generation.next_event())? {
+            if let Event::Done { images, .. } = event {
+                tiles.extend(images);
+            }
+        }
+    }
+    write_grid(path, &tiles, per_class, 2)
+}
+
+/// Writes the model file: both state dicts, the config with class names and attribution,
+/// and a fast-preview matrix fitted on f_hat of training images.
+fn export(
+    config: &ModelConfig,
+    vae: &Vqvae,
+    data: &Dataset,
+    vae_state: &StateDict,
+    var_state: &StateDict,
+    path: &std::path::Path,
+    dtype: StoreDtype,
+) -> Result<()> {
+    let host = Device::flex();
+    let mut config = config.clone();
+    let mut pairs = Vec::new();
+    for chunk in data.indices(Split::Train).chunks(128) {
+        let img_b3hw = data.images(chunk, &host);
+        let (_, f_hats) = vae.quantize.encode(vae.img_to_f(img_b3hw.clone()));
+        let f_hat = f_hats.last().context("no scales")?.clone();
+        pairs.push((f_hat, img_b3hw));
+    }
+    config.preview = pollster::block_on(fit_preview_from(&pairs, config.derived_downsample()))?;
+    let mut all = vae_state.clone();
+    all.extend(var_state.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), config.to_json())]);
+    let bytes = state_bytes(&all, metadata, dtype)?;
+    // Round trip: the written file must load.
+    Model::from_safetensors(&bytes, &host)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "wrote {} ({:.2} MB, {:?})",
+        path.display(),
+        bytes.len() as f64 / 1e6,
+        dtype
+    );
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! The training data set file: 32×32 RGB images with class labels and a fixed
+//! train/held-out split, stored as safetensors (`images` u8 `[N, H, W, 3]`, `labels` u8
+//! `[N]`, `split` u8 `[N]`, 0 = train, 1 = held-out) with class names and attribution in
+//! `__metadata__["nextscale.dataset"]`.
+
+use std::collections::HashMap;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::Rng;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Metadata key holding the [`DatasetInfo`] JSON.
+pub const DATASET_METADATA_KEY: &str = "nextscale.dataset";
+
+/// Which part of the fixed split an image belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Used to train the generator and the evaluator.
+    Train,
+    /// Never trained on; measures generalisation.
+    HeldOut,
+}
+
+/// Everything about a data set besides its pixels.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInfo {
+    /// Class names, indexed by label.
+    pub class_names: Vec<String>,
+    /// License and attribution of the images.
+    pub attribution: String,
+    /// A name per image (e.g. the emoji short name).
+    pub names: Vec<String>,
+}
+
+/// Images, labels and split of a data set, in host memory.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Metadata.
+    pub info: DatasetInfo,
+    /// Side of the square images.
+    pub size: usize,
+    /// RGB bytes, `[N, size, size, 3]`.
+    pub pixels: Vec<u8>,
+    /// Label per image.
+    pub labels: Vec<usize>,
+    /// Split per image.
+    pub split: Vec<Split>,
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the set holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.info.class_names.len()
+    }
+
+    /// Indices of the images in a split.
+    pub fn indices(&self, split: Split) -> Vec<usize> {
+        (0..self.len())
+            .filter(|&i| self.split[i] == split)
+            .collect()
+    }
+
+    /// Serialises the set as a data set file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let n = self.len();
+        let labels: Vec<u8> = self.labels.iter().map(|&l| l as u8).collect();
+        let split: Vec<u8> = self
+            .split
+            .iter()
+            .map(|&s| (s == Split::HeldOut) as u8)
+            .collect();
+        let s = self.size;
+        let views = vec![
+            (
+                "images",
+                TensorView::new(Dtype::U8, vec![n, s, s, 3], &self.pixels),
+            ),
+            ("labels", TensorView::new(Dtype::U8, vec![n], &labels)),
+            ("split", TensorView::new(Dtype::U8, vec![n], &split)),
+        ];
+        let views = views
+            .into_iter()
+            .map(|(k, v)| {
+                v.map(|v| (k, v))
+                    .map_err(|e| Error::BadHeader(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let json = serde_json::to_string(&self.info).map_err(|e| Error::Config(e.to_string()))?;
+        let metadata = HashMap::from([(DATASET_METADATA_KEY.to_string(), json)]);
+        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::BadHeader(e.to_string()))
+    }
+
+    /// Parses a data set file, checking every shape and label.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let (_, meta) =
+            SafeTensors::read_metadata(bytes).map_err(|e| Error::BadHeader(e.to_string()))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::BadHeader(e.to_string()))?;
+        let json = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(DATASET_METADATA_KEY))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "no `{DATASET_METADATA_KEY}` metadata: not a data set file"
+                ))
+            })?;
+        let info: DatasetInfo = serde_json::from_str(json)
+            .map_err(|e| Error::Config(format!("data set metadata: {e}")))?;
+        let get = |name: &str| {
+            let t = st
+                .tensor(name)
+                .map_err(|_| Error::MissingTensor(name.to_string()))?;
+            if t.dtype() != Dtype::U8 {
+                return Err(Error::DType {
+                    name: name.to_string(),
+                    actual: format!("{:?}", t.dtype()),
+                    expected: "U8",
+                });
+            }
+            Ok((t.shape().to_vec(), t.data().to_vec()))
+        };
+        let (img_shape, pixels) = get("images")?;
+        let (lab_shape, labels) = get("labels")?;
+        let (split_shape, split) = get("split")?;
+        let n = lab_shape.first().copied().unwrap_or(0);
+        let ok = img_shape.len() == 4
+            && img_shape[0] == n
+            && img_shape[1] == img_shape[2]
+            && img_shape[3] == 3
+            && split_shape == lab_shape
+            && info.names.len() == n;
+        if !ok {
+            return Err(Error::Config(format!(
+                "inconsistent data set shapes: images {img_shape:?}, labels {lab_shape:?}, split {split_shape:?}, {} names",
+                info.names.len()
+            )));
+        }
+        if let Some(&bad) = labels
+            .iter()
+            .find(|&&l| l as usize >= info.class_names.len())
+        {
+            return Err(Error::Config(format!(
+                "label {bad} out of range for {} classes",
+                info.class_names.len()
+            )));
+        }
+        Ok(Self {
+            size: img_shape[1],
+            pixels,
+            labels: labels.into_iter().map(usize::from).collect(),
+            split: split
+                .into_iter()
+                .map(|s| if s == 0 { Split::Train } else { Split::HeldOut })
+                .collect(),
+            info,
+        })
+    }
+
+    /// Images as a `[B, 3, H, W]` tensor in [-1, 1].
+    pub fn images(&self, idx: &[usize], device: &Device) -> Tensor<4> {
+        let s = self.size;
+        let per = s * s * 3;
+        let mut values = Vec::with_capacity(idx.len() * per);
+        for &i in idx {
+            values.extend(
+                self.pixels[i * per..(i + 1) * per]
+                    .iter()
+                    .map(|&p| p as f32 / 127.5 - 1.0),
+            );
+        }
+        Tensor::<4>::from_data(TensorData::new(values, [idx.len(), s, s, 3]), device)
+            .permute([0, 3, 1, 2])
+    }
+
+    /// Images translated by `(dx, dy)` pixels each, the uncovered border white, as a
+    /// `[B, 3, H, W]` tensor in [-1, 1] (the evaluator's shift augmentation).
+    pub fn images_shifted(
+        &self,
+        idx: &[usize],
+        shifts: &[(i32, i32)],
+        device: &Device,
+    ) -> Tensor<4> {
+        let s = self.size as i32;
+        let per = (s * s * 3) as usize;
+        let mut values = Vec::with_capacity(idx.len() * per);
+        for (&i, &(dx, dy)) in idx.iter().zip(shifts) {
+            let img = &self.pixels[i * per..(i + 1) * per];
+            for y in 0..s {
+                for x in 0..s {
+                    let (sx, sy) = (x - dx, y - dy);
+                    for c in 0..3 {
+                        let p = if (0..s).contains(&sx) && (0..s).contains(&sy) {
+                            img[((sy * s + sx) * 3 + c) as usize]
+                        } else {
+                            255
+                        };
+                        values.push(p as f32 / 127.5 - 1.0);
+                    }
+                }
+            }
+        }
+        let s = self.size;
+        Tensor::<4>::from_data(TensorData::new(values, [idx.len(), s, s, 3]), device)
+            .permute([0, 3, 1, 2])
+    }
+
+    /// Labels as a `[B]` tensor.
+    pub fn label_tensor(&self, idx: &[usize], device: &Device) -> Tensor<1, Int> {
+        let labels: Vec<i64> = idx.iter().map(|&i| self.labels[i] as i64).collect();
+        Tensor::from_data(TensorData::new(labels, [idx.len()]), device)
+    }
+}
+
+/// Draws batches with every class equally likely, then an image of that class uniformly.
+#[derive(Debug, Clone)]
+pub struct BalancedSampler {
+    by_class: Vec<Vec<usize>>,
+}
+
+impl BalancedSampler {
+    /// A sampler over `indices` of `data` (classes with no image are skipped).
+    pub fn new(data: &Dataset, indices: &[usize]) -> Result<Self> {
+        let mut by_class = vec![Vec::new(); data.num_classes()];
+        for &i in indices {
+            by_class[data.labels[i]].push(i);
+        }
+        by_class.retain(|c| !c.is_empty());
+        if by_class.is_empty() {
+            return Err(Error::BadRequest("no images to sample from".into()));
+        }
+        Ok(Self { by_class })
+    }
+
+    /// A batch of `n` image indices.
+    pub fn batch(&self, n: usize, rng: &mut impl Rng) -> Vec<usize> {
+        (0..n)
+            .map(|_| {
+                let class = &self.by_class[rng.random_range(0..self.by_class.len())];
+                class[rng.random_range(0..class.len())]
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn tiny() -> Dataset {
+        Dataset {
+            info: DatasetInfo {
+                class_names: vec!["a".into(), "b".into()],
+                attribution: "test".into(),
+                names: vec!["x".into(), "y".into(), "z".into()],
+            },
+            size: 2,
+            pixels: (0..36).map(|v| v as u8 * 7).collect(),
+            labels: vec![0, 1, 1],
+            split: vec![Split::Train, Split::Train, Split::HeldOut],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_rejects_bad_labels() {
+        let data = tiny();
+        let back = Dataset::from_bytes(&data.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.pixels, data.pixels);
+        assert_eq!(back.labels, data.labels);
+        assert_eq!(back.split, data.split);
+        assert_eq!(back.info, data.info);
+        let mut bad = tiny();
+        bad.labels[0] = 5;
+        assert!(matches!(
+            Dataset::from_bytes(&bad.to_bytes().unwrap()),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            Dataset::from_bytes(b"nope"),
+            Err(Error::BadHeader(_))
+        ));
+    }
+
+    #[test]
+    fn images_are_scaled_to_unit_range() {
+        let data = tiny();
+        let v = data
+            .images(&[2], &Device::flex())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        // Pixel (0,0) red of image 2 is byte 24·7 = 168.
+        assert!((v[0] - (168.0 / 127.5 - 1.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn shifts_move_pixels_and_fill_white() {
+        let data = tiny();
+        let dev = Device::flex();
+        let same = data.images_shifted(&[1], &[(0, 0)], &dev);
+        let plain = data.images(&[1], &dev);
+        assert_eq!(same.into_data(), plain.into_data());
+        // Shift right by one: column 0 is white, column 1 holds the old column 0.
+        let v: Vec<f32> = data
+            .images_shifted(&[1], &[(1, 0)], &dev)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        assert_eq!(v[0], 1.0);
+        assert!((v[1] - (data.pixels[12] as f32 / 127.5 - 1.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn balanced_sampler_draws_classes_equally() {
+        let data = tiny();
+        let sampler = BalancedSampler::new(&data, &data.indices(Split::Train)).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let batch = sampler.batch(4000, &mut rng);
+        let zeros = batch.iter().filter(|&&i| data.labels[i] == 0).count();
+        assert!((1800..2200).contains(&zeros), "{zeros}");
+        assert!(batch.iter().all(|&i| i != 2));
+    }
+}
