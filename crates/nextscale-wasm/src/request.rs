@@ -4,7 +4,7 @@ use js_sys::{Object, Reflect, Uint8ClampedArray};
 use nextscale::preview::RgbaImage;
 use nextscale::{GenerateRequest, Model, PreviewMode, Timings};
 use serde::Deserialize;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::BindingError;
 
@@ -12,9 +12,21 @@ use crate::error::BindingError;
 /// in one or two steps.
 pub const MODES: [&str; 3] = ["var", "dd1", "dd2"];
 
+/// The keys [`GenerateOptions`] reads, as JS spells them.
+const OPTION_KEYS: [&str; 8] = [
+    "classLabel",
+    "seed",
+    "cfg",
+    "topK",
+    "topP",
+    "moreSmooth",
+    "preview",
+    "mode",
+];
+
 /// `engine.generate` options (camelCase in JS). Absent fields take the official defaults.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct GenerateOptions {
     /// Class label; absent or `null` for unconditional.
     #[serde(default)]
@@ -41,6 +53,17 @@ impl GenerateOptions {
     pub fn from_js(value: JsValue) -> Result<Self, BindingError> {
         if value.is_undefined() || value.is_null() {
             return Ok(Self::default());
+        }
+        // serde-wasm-bindgen reads only the fields it knows, so check the rest here.
+        if let Some(object) = value.dyn_ref::<Object>() {
+            for key in Object::keys(object).iter().filter_map(|k| k.as_string()) {
+                if !OPTION_KEYS.contains(&key.as_str()) {
+                    return Err(BindingError::bad_request(format!(
+                        "unknown generate option `{key}`; known: {}",
+                        OPTION_KEYS.join(", ")
+                    )));
+                }
+            }
         }
         serde_wasm_bindgen::from_value(value)
             .map_err(|e| BindingError::bad_request(format!("generate options: {e}")))

@@ -33,6 +33,15 @@ async fn assert_parity(model: &Model, float_tol: f64) {
     let cases = WeightFile::parse(CASES).expect("cases parse");
     let results = run_var_cases(model, &cases).await.expect("cases run");
     assert!(results.len() > 10, "only {} cases ran", results.len());
+    let worst = results
+        .iter()
+        .filter(|r| !r.exact)
+        .map(|r| r.error)
+        .fold(0.0, f64::max);
+    wasm_bindgen_test::console_log!(
+        "{} cases, max float error {worst:.2e} (bound {float_tol:.0e})",
+        results.len()
+    );
     for r in &results {
         let tol = if r.exact { 0.0 } else { float_tol };
         assert!(
@@ -118,7 +127,7 @@ async fn frames(
     let on_frame = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |frame: JsValue| {
         sink.borrow_mut().push(frame);
         let go_on = stop_after.is_none_or(|n| sink.borrow().len() < n);
-        Promise::resolve(&go_on.into()).into()
+        Promise::resolve(&JsValue::from_bool(go_on)).into()
     });
     let function: &Function = on_frame.as_ref().unchecked_ref();
     let result = JsFuture::from(engine.generate(options, function.clone())).await;
