@@ -82,16 +82,22 @@ async function scales(page) {
   });
 }
 
-test('WebGPU: the badge says WebGPU, one frame per scale, a non-uniform image', { timeout: TIMEOUT }, async () => {
-  const { page, problems } = await open(browsers.webgpu, '?backend=webgpu');
-  assert.match(await page.getByTestId('backend').textContent(), /^WebGPU/);
+/** Generates class 3, seed 11 and checks a frame per scale and a non-uniform final image. */
+async function generateChecked(page, shot) {
   await page.getByTestId('seed-input').fill('11');
   await page.getByTestId('class-select').selectOption('3');
   await generate(page);
   assert.equal(Number(await page.getByTestId('frame-count').textContent()), await scales(page));
-  finalImages.webgpu = await canvasPixels(page);
-  assertNotUniform(finalImages.webgpu);
-  if (SHOTS) await page.screenshot({ path: `${SHOTS}/webgpu.png`, fullPage: true });
+  const pixels = await canvasPixels(page);
+  assertNotUniform(pixels);
+  if (SHOTS) await page.screenshot({ path: `${SHOTS}/${shot}.png`, fullPage: true });
+  return pixels;
+}
+
+test('WebGPU: the badge says WebGPU, one frame per scale, a non-uniform image', { timeout: TIMEOUT }, async () => {
+  const { page, problems } = await open(browsers.webgpu, '?backend=webgpu');
+  assert.match(await page.getByTestId('backend').textContent(), /^WebGPU/);
+  finalImages.webgpu = await generateChecked(page, 'webgpu');
   assert.deepEqual(problems, []);
   await page.close();
 });
@@ -108,13 +114,7 @@ test('without WebGPU the CPU fallback is shown and generation completes', { time
   const badge = await page.getByTestId('backend').textContent();
   assert.match(badge, /^CPU \(wasm\)/);
   assert.match(badge, /WebGPU/, 'the badge says why WebGPU is not used');
-  await page.getByTestId('seed-input').fill('11');
-  await page.getByTestId('class-select').selectOption('3');
-  await generate(page);
-  assert.equal(Number(await page.getByTestId('frame-count').textContent()), await scales(page));
-  finalImages.cpu = await canvasPixels(page);
-  assertNotUniform(finalImages.cpu);
-  if (SHOTS) await page.screenshot({ path: `${SHOTS}/cpu.png`, fullPage: true });
+  finalImages.cpu = await generateChecked(page, 'cpu');
   assert.deepEqual(problems, []);
   await page.close();
 });

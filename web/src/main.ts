@@ -172,36 +172,17 @@ function seedValue(): number {
   return Number.isSafeInteger(seed) && seed >= 0 ? seed : 0;
 }
 
-async function generate(): Promise<void> {
+/** Runs one generation task: one at a time, abortable with Stop, errors shown in the page. */
+async function task(body: (engine: Engine, signal: AbortSignal) => Promise<void>): Promise<void> {
   if (!engine || busy) return;
   const controller = new AbortController();
   running = controller;
   setBusy(true);
   clearError();
   setStatus('generating');
-  ui.timeline.replaceChildren();
-  ui.frameCount.textContent = '0';
-  ui.download.disabled = true;
-  let frames = 0;
-  let last = 0;
   try {
-    for await (const frame of engine.generate(options(seedValue(), controller.signal))) {
-      draw(ui.canvas, frame);
-      frames += 1;
-      ui.frameCount.textContent = String(frames);
-      ui.scaleLabel.textContent = `scale ${frame.scale}/${frame.scales}`;
-      const step = frame.elapsedMs - last;
-      last = frame.elapsedMs;
-      const item = document.createElement('li');
-      item.innerHTML = `<b>${frame.scale}</b><span>${frame.width}×${frame.height}</span><span>${step.toFixed(0)} ms</span>`;
-      if (frame.final) item.className = 'final';
-      ui.timeline.append(item);
-      ui.elapsed.textContent = `${frame.elapsedMs.toFixed(0)} ms`;
-      if (frame.final) {
-        ui.download.disabled = false;
-        setStatus('done');
-      }
-    }
+    await body(engine, controller.signal);
+    setStatus('done');
   } catch (error) {
     if (error instanceof NextscaleError && error.code === 'E_ABORTED') setStatus('aborted');
     else showError(error);
@@ -211,13 +192,31 @@ async function generate(): Promise<void> {
   }
 }
 
-async function batch(): Promise<void> {
-  if (!engine || busy) return;
-  const controller = new AbortController();
-  running = controller;
-  setBusy(true);
-  clearError();
-  setStatus('generating');
+/** One image on the big canvas, with a timeline entry per scale. */
+async function generate(e: Engine, signal: AbortSignal): Promise<void> {
+  ui.timeline.replaceChildren();
+  ui.frameCount.textContent = '0';
+  ui.download.disabled = true;
+  let frames = 0;
+  let last = 0;
+  for await (const frame of e.generate(options(seedValue(), signal))) {
+    draw(ui.canvas, frame);
+    frames += 1;
+    ui.frameCount.textContent = String(frames);
+    ui.scaleLabel.textContent = `scale ${frame.scale}/${frame.scales}`;
+    const step = frame.elapsedMs - last;
+    last = frame.elapsedMs;
+    const item = document.createElement('li');
+    item.innerHTML = `<b>${frame.scale}</b><span>${frame.width}×${frame.height}</span><span>${step.toFixed(0)} ms</span>`;
+    if (frame.final) item.className = 'final';
+    ui.timeline.append(item);
+    ui.elapsed.textContent = `${frame.elapsedMs.toFixed(0)} ms`;
+    if (frame.final) ui.download.disabled = false;
+  }
+}
+
+/** Four seeds from the current one, in the grid. */
+async function batch(e: Engine, signal: AbortSignal): Promise<void> {
   const first = seedValue();
   const cells = [0, 1, 2, 3].map((i) => {
     const figure = document.createElement('figure');
@@ -227,20 +226,11 @@ async function batch(): Promise<void> {
     return { figure, canvas, caption };
   });
   ui.grid.replaceChildren(...cells.map((c) => c.figure));
-  try {
-    for (const [i, cell] of cells.entries()) {
-      for await (const frame of engine.generate(options(first + i, controller.signal))) {
-        draw(cell.canvas, frame);
-        cell.caption.textContent = `seed ${first + i} · ${frame.final ? `${frame.elapsedMs.toFixed(0)} ms` : `scale ${frame.scale}/${frame.scales}`}`;
-      }
+  for (const [i, cell] of cells.entries()) {
+    for await (const frame of e.generate(options(first + i, signal))) {
+      draw(cell.canvas, frame);
+      cell.caption.textContent = `seed ${first + i} · ${frame.final ? `${frame.elapsedMs.toFixed(0)} ms` : `scale ${frame.scale}/${frame.scales}`}`;
     }
-    setStatus('done');
-  } catch (error) {
-    if (error instanceof NextscaleError && error.code === 'E_ABORTED') setStatus('aborted');
-    else showError(error);
-  } finally {
-    running = null;
-    setBusy(false);
   }
 }
 
@@ -284,10 +274,10 @@ async function start(): Promise<void> {
 
 ui.form.addEventListener('submit', (event) => {
   event.preventDefault();
-  void generate();
+  void task(generate);
 });
 ui.abort.addEventListener('click', () => running?.abort());
-ui.batch.addEventListener('click', () => void batch());
+ui.batch.addEventListener('click', () => void task(batch));
 ui.download.addEventListener('click', download);
 ui.randomSeed.addEventListener('click', () => {
   ui.seed.value = String(Math.floor(Math.random() * 1_000_000));

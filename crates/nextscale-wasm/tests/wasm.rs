@@ -21,7 +21,8 @@ use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const CONFIG_JSON: &str = include_str!("../../../../shared/fixtures/var-tiny-a/config.json");
-static WEIGHTS: &[u8] = include_bytes!("../../../../shared/fixtures/var-tiny-a/weights.safetensors");
+static WEIGHTS: &[u8] =
+    include_bytes!("../../../../shared/fixtures/var-tiny-a/weights.safetensors");
 static CASES: &[u8] = include_bytes!("../../../../shared/fixtures/var-tiny-a/cases.safetensors");
 
 /// Float tolerance of the CPU backend.
@@ -172,8 +173,14 @@ async fn engine_streams_a_frame_per_scale_then_stops_on_request() {
 async fn failures_are_errors_with_codes() {
     let mut corrupt = model_file();
     corrupt.truncate(corrupt.len() / 2);
-    assert_eq!(code(&engine(&corrupt).await.err().expect("truncated")), "E_MODEL_FORMAT");
-    assert_eq!(code(&engine(b"nonsense").await.err().expect("junk")), "E_MODEL_FORMAT");
+    assert_eq!(
+        code(&engine(&corrupt).await.err().expect("truncated")),
+        "E_MODEL_FORMAT"
+    );
+    assert_eq!(
+        code(&engine(b"nonsense").await.err().expect("junk")),
+        "E_MODEL_FORMAT"
+    );
     let bad_backend = Engine::create(Uint8Array::from(&model_file()[..]), "tpu".into()).await;
     assert_eq!(code(&bad_backend.err().expect("backend")), "E_BAD_REQUEST");
 
@@ -189,6 +196,10 @@ async fn failures_are_errors_with_codes() {
     ] {
         let (seen, result) = frames(&engine, options(request), None).await;
         assert!(seen.is_empty(), "{request}");
-        assert_eq!(code(&result.expect_err(request)), "E_BAD_REQUEST", "{request}");
+        assert_eq!(
+            code(&result.expect_err(request)),
+            "E_BAD_REQUEST",
+            "{request}"
+        );
     }
 }
