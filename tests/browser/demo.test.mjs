@@ -115,6 +115,11 @@ test('without WebGPU the CPU fallback is shown and generation completes', { time
   assert.match(badge, /^CPU \(wasm\)/);
   assert.match(badge, /WebGPU/, 'the badge says why WebGPU is not used');
   finalImages.cpu = await generateChecked(page, 'cpu');
+  // This model has no distilled student, so only VAR is offered.
+  assert.deepEqual(await page.locator('[data-testid=mode-select] option:not([disabled])').evaluateAll((o) => o.map((x) => x.value)), ['var']);
+  // The downloaded model is in the Cache API for the next visit.
+  const cached = await page.evaluate(async () => (await (await caches.open('nextscale-models-v1')).keys()).map((r) => r.url));
+  assert.ok(cached.some((u) => u.endsWith('.safetensors')), `cache holds ${cached}`);
   assert.deepEqual(problems, []);
   await page.close();
 });
@@ -159,5 +164,14 @@ test('abort in mid-generation, then generate again', { timeout: TIMEOUT }, async
   assert.equal(await page.locator('[data-testid=grid] canvas').count(), 4);
   if (SHOTS) await page.screenshot({ path: `${SHOTS}/batch.png`, fullPage: true });
   assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('asking for WebGPU without it is a typed error in the page', { timeout: TIMEOUT }, async () => {
+  const page = await browsers.plain.newPage();
+  await page.goto(`${url}?backend=webgpu`);
+  await waitStatus(page, 'error');
+  assert.match(await page.getByTestId('error').textContent(), /^E_WEBGPU_UNAVAILABLE: /);
+  assert.equal(await page.getByTestId('generate').isDisabled(), true);
   await page.close();
 });

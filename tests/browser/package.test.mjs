@@ -25,7 +25,7 @@ test('the packed package works in a fresh Vite app (README example)', { timeout:
     mkdirSync(join(app, 'public/models'), { recursive: true });
     copyFileSync(join(ROOT, 'web/public/models/var-tiny-a.safetensors'), join(app, 'public/models/var-tiny-a.safetensors'));
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'fresh-app', private: true, type: 'module' }));
-    writeFileSync(join(app, 'index.html'), '<canvas width="64" height="64"></canvas><script type="module" src="/main.ts"></script>\n');
+    writeFileSync(join(app, 'index.html'), '<link rel="icon" href="data:,"><canvas width="64" height="64"></canvas><script type="module" src="/main.ts"></script>\n');
     const readme = readFileSync(join(ROOT, 'pkg/README.md'), 'utf8');
     const example = readme.match(/```ts\n([\s\S]*?)```/)?.[1];
     assert.ok(example, 'the README has a ts example');
@@ -39,6 +39,7 @@ test('the packed package works in a fresh Vite app (README example)', { timeout:
     const problems = [];
     page.on('console', (msg) => msg.type() === 'error' && problems.push(msg.text()));
     page.on('pageerror', (error) => problems.push(error.message));
+    page.on('response', (response) => response.status() >= 400 && problems.push(`HTTP ${response.status()} ${response.url()}`));
     await page.goto(`http://127.0.0.1:${server.address().port}/`);
     await page.waitForFunction(() => document.title === 'done' , undefined, { timeout: 120_000 }).catch(() => undefined);
     assert.deepEqual(problems, []);
