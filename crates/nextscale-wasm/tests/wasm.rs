@@ -154,14 +154,14 @@ async fn engine_streams_a_frame_per_scale_then_stops_on_request() {
     let last = first.last().expect("a final frame");
     assert_eq!(get(last, "final").as_bool(), Some(true));
     assert_eq!(get(last, "width").as_f64(), Some(64.0));
-    let pixels: Vec<u8> = js_sys::Uint8Array::new(&get(last, "pixels").into()).to_vec();
+    let pixels: Vec<u8> = Uint8Array::new(&get(last, "pixels")).to_vec();
     assert_eq!(pixels.len(), 64 * 64 * 4);
     assert!(pixels.iter().any(|&p| p != pixels[0]), "a uniform image");
 
     // Same seed, same image.
     let (again, _) = frames(&engine, options(request), None).await;
     let pixels_again: Vec<u8> =
-        js_sys::Uint8Array::new(&get(again.last().expect("final"), "pixels").into()).to_vec();
+        Uint8Array::new(&get(again.last().expect("final"), "pixels")).to_vec();
     assert_eq!(pixels, pixels_again);
 
     let (partial, aborted) = frames(&engine, options(request), Some(1)).await;
