@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Builds the release CLI and generates a sample grid from the bundled model (the fixture
-# model until a trained one ships). The browser demo arrives with the wasm runtime.
+# Builds a release of the browser demo (the wasm engine, the npm package, the page) with the
+# bundled model, then serves it on 127.0.0.1:${PORT:-8080}. The bundled model is the trained
+# web/public/models/emoji32.safetensors when present, else one made from the reference
+# fixture (scripts/models.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-MODEL=${MODEL:-web/public/models/emoji32.safetensors}
-[ -f "$MODEL" ] || MODEL=../shared/fixtures/var-tiny-a
-OUT=${OUT:-target/demo}
+PORT=${PORT:-8080}
+TARGET=${CARGO_TARGET_DIR:-target}
+
 cargo build --locked --release -p nextscale-cli
-for class in 0 1 2 3; do
-  target/release/nextscale sample --model "$MODEL" --class "$class" --seed 0 --count 4 --out "$OUT" --previews
-done
-echo "demo images in $OUT (the browser demo is not built yet)"
+scripts/models.sh "$TARGET/release/nextscale"
+npm run build -w pkg
+npm run build -w web
+echo "nextscale demo: http://127.0.0.1:$PORT/"
+exec node scripts/serve.mjs web/dist "$PORT"

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs, idempotently, what the build and test scripts need on a fresh machine:
-# the Rust components and the wasm32 target. Safe to run again; it skips what is there.
+# Installs, idempotently, what the build and test scripts need on a fresh machine: the Rust
+# components and the wasm32 target, Mesa's Vulkan driver (native wgpu tests), Debian's
+# chromium and chromedriver (browser tests), wasm-bindgen-cli at the version Cargo.lock
+# pins, wasm-pack, and the npm workspace (pkg/, web/, the browser tests). Safe to run again;
+# it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,11 +24,35 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
+apt_packages=()
 # Native wgpu tests run on Mesa's lavapipe Vulkan driver.
-if [ ! -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ]; then
-  log "apt-get install mesa-vulkan-drivers libvulkan1"
+[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || apt_packages+=(mesa-vulkan-drivers libvulkan1)
+# Browser tests: Debian's chromium (SwiftShader WebGPU with --enable-unsafe-webgpu).
+[ -x /usr/bin/chromium ] || apt_packages+=(chromium)
+[ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
+command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs npm)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  log "apt-get install ${apt_packages[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+# wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly. (Not --locked:
+# its own lock file pins a webpki-roots release that crates.io no longer serves.)
+wbg_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg_version" ]; then
+  log "cargo install wasm-bindgen-cli $wbg_version"
+  cargo install wasm-bindgen-cli --version "$wbg_version" --force
+fi
+if ! command -v wasm-pack >/dev/null; then
+  log "cargo install wasm-pack"
+  cargo install wasm-pack --locked
+fi
+
+# The npm workspace; `npm ci` only when the lock file changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund
 fi
 
 log "ready"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, clippy, the Rust unit/integration/parity tests and the
-# wasm32 build of the bindings crate, then prints one `N passed, N failed` line.
+# Runs every test: formatting, clippy, the Rust unit/integration/parity tests, the wasm
+# engine's tests in node (flex CPU) and in headless Chromium (WebGPU), and the end-to-end
+# tests of the built demo page in Chromium; then prints one `N passed, N failed` line.
 # Extra fixture directories: NEXTSCALE_FIXTURES=a:b.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +22,28 @@ mkdir -p target
 CUBECL_AUTOTUNE_LEVEL=minimal cargo test --locked --workspace --exclude nextscale-wasm 2>&1 |
   tee target/test-output.log
 
-step "nextscale-wasm for wasm32: clippy and build"
-cargo clippy --locked -p nextscale-wasm --target wasm32-unknown-unknown -- -D warnings
-cargo build --locked -p nextscale-wasm --target wasm32-unknown-unknown
+step "nextscale-wasm for wasm32: clippy"
+cargo clippy --locked -p nextscale-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+# One dev-profile wasm build of the test binary serves both runs; the fixture parity runs in
+# wasm on flex (node) and on SwiftShader's WebGPU (Chromium, flags in webdriver.json).
+step "wasm-pack test --node (flex CPU)"
+wasm-pack test --node crates/nextscale-wasm --locked 2>&1 | tee -a target/test-output.log
+
+step "wasm-pack test --headless --chrome (WebGPU)"
+CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_USE_BROWSER=1 WASM_BINDGEN_TEST_TIMEOUT=300 \
+  wasm-pack test --headless --chrome crates/nextscale-wasm --locked 2>&1 | tee -a target/test-output.log
+
+step "npm package and demo page (dev wasm build)"
+scripts/models.sh "${CARGO_TARGET_DIR:-target}/debug/nextscale"
+npm run build:dev -w pkg
+npm run build -w web
+
+step "demo page in Chromium (playwright-core)"
+node --test --test-reporter=tap tests/browser/ 2>&1 | tee target/browser-tests.log
+printf 'browser tests: %s passed; %s failed\n' \
+  "$(awk '/^# pass/ {print $3}' target/browser-tests.log)" \
+  "$(awk '/^# fail/ {print $3}' target/browser-tests.log)" | tee -a target/test-output.log
 
 passed=$(grep -oE '[0-9]+ passed' target/test-output.log | awk '{s += $1} END {print s + 0}')
 failed=$(grep -oE '[0-9]+ failed' target/test-output.log | awk '{s += $1} END {print s + 0}')

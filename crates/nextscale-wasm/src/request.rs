@@ -1,0 +1,166 @@
+//! The options of one `generate` call as JS passes them, and the frames handed back.
+
+use js_sys::{Object, Reflect, Uint8ClampedArray};
+use nextscale::preview::RgbaImage;
+use nextscale::{GenerateRequest, Model, PreviewMode, Timings};
+use serde::Deserialize;
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::error::BindingError;
+
+/// Sampling modes a model may offer: the VAR teacher, and the Distilled-Decoding student
+/// in one or two steps.
+pub const MODES: [&str; 3] = ["var", "dd1", "dd2"];
+
+/// The keys [`GenerateOptions`] reads, as JS spells them.
+const OPTION_KEYS: [&str; 8] = [
+    "classLabel",
+    "seed",
+    "cfg",
+    "topK",
+    "topP",
+    "moreSmooth",
+    "preview",
+    "mode",
+];
+
+/// `engine.generate` options (camelCase in JS). Absent fields take the official defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerateOptions {
+    /// Class label; absent or `null` for unconditional.
+    #[serde(default)]
+    pub class_label: Option<usize>,
+    /// Seed of the token sampler.
+    #[serde(default)]
+    pub seed: u64,
+    /// Classifier-free guidance strength.
+    pub cfg: Option<f64>,
+    /// Top-k mask (0 keeps every token).
+    pub top_k: Option<usize>,
+    /// Top-p (nucleus) mask.
+    pub top_p: Option<f64>,
+    /// Gumbel-softmax smoothing of the next-scale input.
+    pub more_smooth: Option<bool>,
+    /// `none`, `fast` or `full`.
+    pub preview: Option<String>,
+    /// `var` (default), `dd1` or `dd2`.
+    pub mode: Option<String>,
+}
+
+impl GenerateOptions {
+    /// Reads the options from a JS object.
+    pub fn from_js(value: JsValue) -> Result<Self, BindingError> {
+        if value.is_undefined() || value.is_null() {
+            return Ok(Self::default());
+        }
+        // serde-wasm-bindgen reads only the fields it knows, so check the rest here.
+        if let Some(object) = value.dyn_ref::<Object>() {
+            for key in Object::keys(object).iter().filter_map(|k| k.as_string()) {
+                if !OPTION_KEYS.contains(&key.as_str()) {
+                    return Err(BindingError::bad_request(format!(
+                        "unknown generate option `{key}`; known: {}",
+                        OPTION_KEYS.join(", ")
+                    )));
+                }
+            }
+        }
+        serde_wasm_bindgen::from_value(value)
+            .map_err(|e| BindingError::bad_request(format!("generate options: {e}")))
+    }
+
+    /// The core request for one image, checked against the model.
+    pub fn to_request(&self, model: &Model) -> Result<GenerateRequest, BindingError> {
+        match self.mode.as_deref().unwrap_or("var") {
+            "var" => {}
+            mode if MODES.contains(&mode) => {
+                return Err(BindingError::bad_request(format!(
+                    "mode `{mode}` needs a distilled student, and this model has no distilled student"
+                )));
+            }
+            mode => {
+                return Err(BindingError::bad_request(format!(
+                    "mode `{mode}` must be one of {}",
+                    MODES.join(", ")
+                )));
+            }
+        }
+        let mut request = GenerateRequest::new(self.class_label, 1, self.seed);
+        if let Some(cfg) = self.cfg {
+            request.cfg = cfg;
+        }
+        if let Some(top_k) = self.top_k {
+            request.sampling.top_k = top_k;
+        }
+        if let Some(top_p) = self.top_p {
+            request.sampling.top_p = top_p;
+        }
+        if let Some(more_smooth) = self.more_smooth {
+            request.sampling.more_smooth = more_smooth;
+        }
+        request.preview = match self.preview.as_deref().unwrap_or("fast") {
+            "none" => PreviewMode::None,
+            "fast" => PreviewMode::Fast,
+            "full" => PreviewMode::Full,
+            other => {
+                return Err(BindingError::bad_request(format!(
+                    "preview `{other}` must be one of none, fast, full"
+                )));
+            }
+        };
+        request.validate(model)?;
+        Ok(request)
+    }
+}
+
+/// One frame for JS: `{scale, scales, width, height, pixels, final, elapsedMs, timings?}`.
+/// `pixels` is a fresh `Uint8ClampedArray` (RGBA) that JS may transfer, or `null` for a
+/// scale without a preview.
+pub fn frame(
+    scale: usize,
+    scales: usize,
+    image: Option<&RgbaImage>,
+    elapsed_ms: f64,
+    timings: Option<&Timings>,
+) -> JsValue {
+    let frame = Object::new();
+    let set = |key: &str, value: JsValue| {
+        // Setting a property on a fresh plain object cannot fail.
+        let _ = Reflect::set(&frame, &key.into(), &value);
+    };
+    set("scale", (scale as f64).into());
+    set("scales", (scales as f64).into());
+    set("final", timings.is_some().into());
+    set("elapsedMs", elapsed_ms.into());
+    match image {
+        Some(img) => {
+            set("width", (img.width as f64).into());
+            set("height", (img.height as f64).into());
+            set("pixels", Uint8ClampedArray::from(&img.pixels[..]).into());
+        }
+        None => {
+            set("width", 0.into());
+            set("height", 0.into());
+            set("pixels", JsValue::NULL);
+        }
+    }
+    if let Some(t) = timings {
+        let timings = Object::new();
+        let list = |v: &[f64]| -> JsValue {
+            v.iter()
+                .map(|&x| JsValue::from(x))
+                .collect::<js_sys::Array>()
+                .into()
+        };
+        for (key, value) in [
+            ("scaleMs", list(&t.scale_ms)),
+            ("previewMs", list(&t.preview_ms)),
+            ("decodeMs", t.decode_ms.into()),
+            ("totalMs", t.total_ms.into()),
+        ] {
+            let _ = Reflect::set(&timings, &key.into(), &value);
+        }
+        set("timings", timings.into());
+    }
+    frame.into()
+}

@@ -1,0 +1,205 @@
+//! The engine inside wasm: official parity of the `var-tiny-a` fixture on the flex CPU backend
+//! (node and browser) and on WebGPU (browser), and the JS-facing `Engine` end to end.
+//!
+//! Run with `wasm-pack test --node` and `wasm-pack test --headless --chrome` (see
+//! `scripts/test.sh`; Chrome gets `--enable-unsafe-webgpu` from `webdriver.json`).
+//! Tolerances: tokens exact; floats ≤ 1e-4 on the CPU (the fixture's float noise is below
+//! 3.5e-5) and ≤ 1e-3 on WebGPU (SwiftShader reorders f32 sums in its matmul and conv kernels).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Reflect, Uint8Array};
+use nextscale::parity::run_var_cases;
+use nextscale::weights::WeightFile;
+use nextscale::{Model, ModelConfig};
+use nextscale_wasm::Engine;
+use nextscale_wasm::backend::{self, BackendRequest};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+const CONFIG_JSON: &str = include_str!("../../../../shared/fixtures/var-tiny-a/config.json");
+static WEIGHTS: &[u8] =
+    include_bytes!("../../../../shared/fixtures/var-tiny-a/weights.safetensors");
+static CASES: &[u8] = include_bytes!("../../../../shared/fixtures/var-tiny-a/cases.safetensors");
+
+/// Float tolerance of the CPU backend.
+const CPU_TOL: f64 = 1e-4;
+/// Float tolerance of WebGPU.
+const WEBGPU_TOL: f64 = 1e-3;
+
+async fn assert_parity(model: &Model, float_tol: f64) {
+    let cases = WeightFile::parse(CASES).expect("cases parse");
+    let results = run_var_cases(model, &cases).await.expect("cases run");
+    assert!(results.len() > 10, "only {} cases ran", results.len());
+    let worst = results
+        .iter()
+        .filter(|r| !r.exact)
+        .map(|r| r.error)
+        .fold(0.0, f64::max);
+    wasm_bindgen_test::console_log!(
+        "{} cases, max float error {worst:.2e} (bound {float_tol:.0e})",
+        results.len()
+    );
+    for r in &results {
+        let tol = if r.exact { 0.0 } else { float_tol };
+        assert!(
+            r.error.is_finite() && r.error <= tol,
+            "{}: error {} > {tol}",
+            r.name,
+            r.error
+        );
+    }
+}
+
+fn fixture_model(device: &burn::tensor::Device) -> Model {
+    let config = ModelConfig::from_fixture_json(CONFIG_JSON).expect("fixture config");
+    let weights = WeightFile::parse(WEIGHTS).expect("fixture weights");
+    Model::from_weights(config, &weights, device).expect("fixture model")
+}
+
+fn in_browser() -> bool {
+    Reflect::has(&js_sys::global(), &"document".into()).unwrap_or(false)
+}
+
+#[wasm_bindgen_test]
+async fn cpu_matches_the_official_fixture() {
+    let (device, report) = backend::select(BackendRequest::Cpu).await.expect("cpu");
+    assert_eq!(report.backend, "cpu");
+    assert_parity(&fixture_model(&device), CPU_TOL).await;
+}
+
+/// In the browser (launched with `--enable-unsafe-webgpu`) WebGPU must be there and match
+/// the fixture; in node there is no WebGPU and asking for it is a typed error.
+#[wasm_bindgen_test]
+async fn webgpu_matches_the_official_fixture_or_is_reported_unavailable() {
+    match backend::select(BackendRequest::WebGpu).await {
+        Ok((device, report)) => {
+            assert_eq!(report.backend, "webgpu");
+            assert!(report.adapter.is_some());
+            assert_parity(&fixture_model(&device), WEBGPU_TOL).await;
+        }
+        Err(e) => {
+            assert_eq!(e.code(), "E_WEBGPU_UNAVAILABLE", "{}", e.message());
+            assert!(!in_browser(), "no WebGPU in the browser: {}", e.message());
+        }
+    }
+    // `auto` never fails for want of WebGPU.
+    let (_, report) = backend::select(BackendRequest::Auto).await.expect("auto");
+    assert_eq!(report.backend, if in_browser() { "webgpu" } else { "cpu" });
+}
+
+/// The fixture as a model file: its tensors with the config in the metadata.
+fn model_file() -> Vec<u8> {
+    let config = ModelConfig::from_fixture_json(CONFIG_JSON).expect("fixture config");
+    let tensors = safetensors::SafeTensors::deserialize(WEIGHTS).expect("fixture weights");
+    let metadata = HashMap::from([(
+        nextscale::config::CONFIG_METADATA_KEY.to_string(),
+        config.to_json(),
+    )]);
+    safetensors::serialize(tensors.tensors(), Some(metadata)).expect("serialize")
+}
+
+async fn engine(bytes: &[u8]) -> Result<Engine, JsValue> {
+    Engine::create(Uint8Array::from(bytes), "cpu".into()).await
+}
+
+fn code(error: &JsValue) -> String {
+    Reflect::get(error, &"code".into())
+        .ok()
+        .and_then(|c| c.as_string())
+        .unwrap_or_default()
+}
+
+fn get(value: &JsValue, key: &str) -> JsValue {
+    Reflect::get(value, &key.into()).expect("property")
+}
+
+/// Runs `generate` and collects the frames; `stop_after` frames makes the callback say stop.
+async fn frames(
+    engine: &Engine,
+    options: JsValue,
+    stop_after: Option<usize>,
+) -> (Vec<JsValue>, Result<JsValue, JsValue>) {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let sink = Rc::clone(&seen);
+    let on_frame = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |frame: JsValue| {
+        sink.borrow_mut().push(frame);
+        let go_on = stop_after.is_none_or(|n| sink.borrow().len() < n);
+        Promise::resolve(&JsValue::from_bool(go_on)).into()
+    });
+    let function: &Function = on_frame.as_ref().unchecked_ref();
+    let result = JsFuture::from(engine.generate(options, function.clone())).await;
+    let frames = seen.borrow().clone();
+    (frames, result)
+}
+
+fn options(json: &str) -> JsValue {
+    js_sys::JSON::parse(json).expect("json")
+}
+
+#[wasm_bindgen_test]
+async fn engine_streams_a_frame_per_scale_then_stops_on_request() {
+    let engine = engine(&model_file()).await.expect("engine");
+    let info = engine.info().expect("info");
+    assert_eq!(get(&info, "backend").as_string().as_deref(), Some("cpu"));
+    assert_eq!(get(&info, "scales").as_f64(), Some(4.0));
+
+    let request = r#"{"classLabel": 3, "seed": 7, "preview": "full"}"#;
+    let (first, result) = frames(&engine, options(request), None).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(first.len(), 4, "one frame per scale, the last one final");
+    let last = first.last().expect("a final frame");
+    assert_eq!(get(last, "final").as_bool(), Some(true));
+    assert_eq!(get(last, "width").as_f64(), Some(64.0));
+    let pixels: Vec<u8> = Uint8Array::new(&get(last, "pixels")).to_vec();
+    assert_eq!(pixels.len(), 64 * 64 * 4);
+    assert!(pixels.iter().any(|&p| p != pixels[0]), "a uniform image");
+
+    // Same seed, same image.
+    let (again, _) = frames(&engine, options(request), None).await;
+    let pixels_again: Vec<u8> =
+        Uint8Array::new(&get(again.last().expect("final"), "pixels")).to_vec();
+    assert_eq!(pixels, pixels_again);
+
+    let (partial, aborted) = frames(&engine, options(request), Some(1)).await;
+    assert_eq!(partial.len(), 1);
+    assert_eq!(code(&aborted.expect_err("aborted")), "E_ABORTED");
+}
+
+#[wasm_bindgen_test]
+async fn failures_are_errors_with_codes() {
+    let mut corrupt = model_file();
+    corrupt.truncate(corrupt.len() / 2);
+    assert_eq!(
+        code(&engine(&corrupt).await.err().expect("truncated")),
+        "E_MODEL_FORMAT"
+    );
+    assert_eq!(
+        code(&engine(b"nonsense").await.err().expect("junk")),
+        "E_MODEL_FORMAT"
+    );
+    let bad_backend = Engine::create(Uint8Array::from(&model_file()[..]), "tpu".into()).await;
+    assert_eq!(code(&bad_backend.err().expect("backend")), "E_BAD_REQUEST");
+
+    let engine = engine(&model_file()).await.expect("engine");
+    for request in [
+        r#"{"classLabel": 10}"#,
+        r#"{"mode": "dd1"}"#,
+        r#"{"mode": "teleport"}"#,
+        r#"{"preview": "sometimes"}"#,
+        r#"{"topP": 2}"#,
+        r#"{"cfg": -1}"#,
+        r#"{"colour": "blue"}"#,
+    ] {
+        let (seen, result) = frames(&engine, options(request), None).await;
+        assert!(seen.is_empty(), "{request}");
+        assert_eq!(
+            code(&result.expect_err(request)),
+            "E_BAD_REQUEST",
+            "{request}"
+        );
+    }
+}

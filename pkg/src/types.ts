@@ -1,0 +1,107 @@
+// Public types of the nextscale package.
+
+/** Where the model runs: `auto` takes WebGPU when the browser has an adapter, else the CPU. */
+export type Backend = 'auto' | 'webgpu' | 'cpu';
+
+/** What each scale's frame shows: nothing, the nearly free linear preview, or a full decode. */
+export type PreviewMode = 'none' | 'fast' | 'full';
+
+/** Sampling mode: the VAR teacher, or a Distilled-Decoding student in one or two steps. */
+export type Mode = 'var' | 'dd1' | 'dd2';
+
+/** Stable error codes, shared with the Rust engine. */
+export type ErrorCode =
+  | 'E_MODEL_FORMAT'
+  | 'E_BAD_REQUEST'
+  | 'E_ABORTED'
+  | 'E_BACKEND'
+  | 'E_WEBGPU_UNAVAILABLE'
+  | 'E_NETWORK'
+  | 'E_DISPOSED';
+
+/** Model download progress. `total` is null when the server does not say. */
+export interface Progress {
+  loaded: number;
+  total: number | null;
+  /** True when the bytes came from the Cache API. */
+  cached: boolean;
+}
+
+/** Options of {@link createEngine}. */
+export interface EngineOptions {
+  /** URL of a `.safetensors` model file, or its bytes. */
+  model: string | ArrayBuffer;
+  /** Default `auto`. */
+  backend?: Backend;
+  /** Called as the model downloads. */
+  onProgress?: (progress: Progress) => void;
+}
+
+/** The WebGPU adapter as the browser describes it. */
+export interface AdapterInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  isFallbackAdapter: boolean;
+}
+
+/** What an engine runs on and what its model offers. */
+export interface EngineInfo {
+  backend: 'webgpu' | 'cpu';
+  /** Why this backend (the adapter, or why WebGPU was not used). */
+  reason: string;
+  adapter: AdapterInfo | null;
+  /** The model config as stored in the file (official VAR hyper-parameters and metadata). */
+  config: Record<string, unknown>;
+  classNames: string[];
+  /** Number of scales, i.e. frames of a generation. */
+  scales: number;
+  imageSize: number;
+  modes: Mode[];
+}
+
+/** Options of {@link Engine.generate}. Absent fields take the official defaults. */
+export interface GenerateOptions {
+  /** Class label in `0..classNames.length`; `null` or absent for unconditional. */
+  classLabel?: number | null;
+  /** Seed of the sampler (a safe integer ≥ 0). Default 0. */
+  seed?: number;
+  /** Classifier-free guidance strength (≥ 0). Default 1.5. */
+  cfg?: number;
+  /** Keep the k most likely tokens (0 keeps all). Default 900. */
+  topK?: number;
+  /** Nucleus mass in [0, 1]. Default 0.96. */
+  topP?: number;
+  /** Default `fast`. */
+  preview?: PreviewMode;
+  /** Default `var`. */
+  mode?: Mode;
+  /** Aborts the generation; the iterator then throws an `E_ABORTED` error. */
+  signal?: AbortSignal;
+}
+
+/** Per-stage wall time of a finished generation, in milliseconds. */
+export interface Timings {
+  scaleMs: number[];
+  previewMs: number[];
+  decodeMs: number;
+  totalMs: number;
+}
+
+/** One image as it sharpens: a preview after each scale, then the final image. */
+export interface Frame {
+  /** 1-based scale index. */
+  scale: number;
+  scales: number;
+  width: number;
+  height: number;
+  /** RGBA, `width·height·4` bytes, transferred from the worker (not copied). */
+  pixels: Uint8ClampedArray<ArrayBuffer>;
+  /** True for the final full-resolution image (`scale === scales`). */
+  final: boolean;
+  /** Milliseconds since the generation started. */
+  elapsedMs: number;
+  /** Present on the final frame. */
+  timings?: Timings;
+}

@@ -1,0 +1,177 @@
+// End-to-end tests of the built demo page (web/dist) in Debian's headless Chromium, driven
+// by playwright-core: WebGPU (SwiftShader, with --enable-unsafe-webgpu) and the CPU fallback
+// (without it), cross-backend determinism, a corrupt model file, abort, a clean console.
+//   node --test tests/browser/demo.test.mjs     (after scripts/models.sh and the web build)
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { serve } from '../../scripts/serve.mjs';
+
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const FLAGS = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
+const TIMEOUT = 180_000;
+const SHOTS = process.env.SCREENSHOTS;
+
+let server;
+let url;
+const browsers = {};
+const finalImages = {};
+
+before(async () => {
+  server = await serve(new URL('../../web/dist', import.meta.url).pathname, 0);
+  url = `http://127.0.0.1:${server.address().port}/`;
+  browsers.webgpu = await chromium.launch({ executablePath: CHROMIUM, args: [...FLAGS, '--enable-unsafe-webgpu'] });
+  browsers.plain = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+});
+
+after(async () => {
+  await Promise.all(Object.values(browsers).map((b) => b.close()));
+  server?.close();
+});
+
+/** Opens the page and records every console error and uncaught exception. */
+async function open(browser, query = '') {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const problems = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' || msg.type() === 'warning') problems.push(`${msg.type()}: ${msg.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+  await page.goto(url + query);
+  await waitStatus(page, 'ready');
+  return { page, problems };
+}
+
+async function waitStatus(page, status) {
+  await page.waitForFunction(
+    ([s]) => {
+      const now = document.querySelector('[data-testid=status]')?.textContent;
+      return now === s || (now === 'error' && s !== 'error');
+    },
+    [status],
+    { timeout: TIMEOUT },
+  );
+  const now = await page.getByTestId('status').textContent();
+  if (now !== status) assert.fail(`status ${now}, wanted ${status}: ${await page.getByTestId('error').textContent()}`);
+}
+
+async function generate(page) {
+  await page.getByTestId('generate').click();
+  await waitStatus(page, 'done');
+}
+
+/** The canvas's RGBA bytes. */
+function canvasPixels(page) {
+  return page.evaluate(() => {
+    const canvas = document.querySelector('[data-testid=canvas]');
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    return Array.from(data);
+  });
+}
+
+function assertNotUniform(pixels) {
+  const distinct = new Set();
+  for (let i = 0; i < pixels.length; i += 4) distinct.add(`${pixels[i]},${pixels[i + 1]},${pixels[i + 2]}`);
+  assert.ok(distinct.size > 16, `the final canvas has only ${distinct.size} colours`);
+}
+
+async function scales(page) {
+  return page.evaluate(() => {
+    const text = document.querySelector('#scale-label')?.textContent ?? '';
+    return Number(text.split('/')[1]);
+  });
+}
+
+/** Generates class 3, seed 11 and checks a frame per scale and a non-uniform final image. */
+async function generateChecked(page, shot) {
+  await page.getByTestId('seed-input').fill('11');
+  await page.getByTestId('class-select').selectOption('3');
+  await generate(page);
+  assert.equal(Number(await page.getByTestId('frame-count').textContent()), await scales(page));
+  const pixels = await canvasPixels(page);
+  assertNotUniform(pixels);
+  if (SHOTS) await page.screenshot({ path: `${SHOTS}/${shot}.png`, fullPage: true });
+  return pixels;
+}
+
+test('WebGPU: the badge says WebGPU, one frame per scale, a non-uniform image', { timeout: TIMEOUT }, async () => {
+  const { page, problems } = await open(browsers.webgpu, '?backend=webgpu');
+  assert.match(await page.getByTestId('backend').textContent(), /^WebGPU/);
+  finalImages.webgpu = await generateChecked(page, 'webgpu');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('auto with WebGPU in the browser picks WebGPU', { timeout: TIMEOUT }, async () => {
+  const { page, problems } = await open(browsers.webgpu);
+  assert.match(await page.getByTestId('backend').textContent(), /^WebGPU/);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('without WebGPU the CPU fallback is shown and generation completes', { timeout: TIMEOUT }, async () => {
+  const { page, problems } = await open(browsers.plain);
+  const badge = await page.getByTestId('backend').textContent();
+  assert.match(badge, /^CPU \(wasm\)/);
+  assert.match(badge, /WebGPU/, 'the badge says why WebGPU is not used');
+  finalImages.cpu = await generateChecked(page, 'cpu');
+  // This model has no distilled student, so only VAR is offered.
+  assert.deepEqual(await page.locator('[data-testid=mode-select] option:not([disabled])').evaluateAll((o) => o.map((x) => x.value)), ['var']);
+  // The downloaded model is in the Cache API for the next visit.
+  const cached = await page.evaluate(async () => (await (await caches.open('nextscale-models-v1')).keys()).map((r) => r.url));
+  assert.ok(cached.some((u) => u.endsWith('.safetensors')), `cache holds ${cached}`);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('the same seed gives the same image on WebGPU and on the CPU', () => {
+  assert.ok(finalImages.webgpu && finalImages.cpu, 'both runs above passed');
+  // Tokens are exact across backends; decoder floats may round differently by one level.
+  let worst = 0;
+  for (let i = 0; i < finalImages.cpu.length; i++) worst = Math.max(worst, Math.abs(finalImages.cpu[i] - finalImages.webgpu[i]));
+  assert.ok(worst <= 1, `max pixel difference ${worst}`);
+});
+
+test('a corrupt model file shows an error and the page keeps working', { timeout: TIMEOUT }, async () => {
+  const { page, problems } = await open(browsers.plain, '?backend=cpu');
+  await page.getByTestId('model-file-input').setInputFiles({
+    name: 'corrupt.safetensors',
+    mimeType: 'application/octet-stream',
+    buffer: Buffer.from('\x10\x00\x00\x00\x00\x00\x00\x00{"not": "a model"}'),
+  });
+  await waitStatus(page, 'error');
+  assert.match(await page.getByTestId('error').textContent(), /E_MODEL_FORMAT/);
+  if (SHOTS) await page.screenshot({ path: `${SHOTS}/error.png`, fullPage: true });
+  await generate(page);
+  assertNotUniform(await canvasPixels(page));
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('abort in mid-generation, then generate again', { timeout: TIMEOUT }, async () => {
+  const { page, problems } = await open(browsers.plain, '?backend=cpu');
+  // Both clicks in one task: the worker sees the abort at its first checkpoint (after scale 1).
+  await page.evaluate(() => {
+    document.querySelector('[data-testid=generate]').click();
+    document.querySelector('[data-testid=abort]').click();
+  });
+  await waitStatus(page, 'aborted');
+  assert.ok(Number(await page.getByTestId('frame-count').textContent()) < (await scales(page) || 4));
+  await generate(page);
+  assert.equal(Number(await page.getByTestId('frame-count').textContent()), await scales(page));
+  await page.getByTestId('batch').click();
+  await waitStatus(page, 'done');
+  assert.equal(await page.locator('[data-testid=grid] canvas').count(), 4);
+  if (SHOTS) await page.screenshot({ path: `${SHOTS}/batch.png`, fullPage: true });
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('asking for WebGPU without it is a typed error in the page', { timeout: TIMEOUT }, async () => {
+  const page = await browsers.plain.newPage();
+  await page.goto(`${url}?backend=webgpu`);
+  await waitStatus(page, 'error');
+  assert.match(await page.getByTestId('error').textContent(), /^E_WEBGPU_UNAVAILABLE: /);
+  assert.equal(await page.getByTestId('generate').isDisabled(), true);
+  await page.close();
+});

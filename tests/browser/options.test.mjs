@@ -1,0 +1,40 @@
+// The npm package's option validation: every bad option is a NextscaleError E_BAD_REQUEST
+// before anything reaches the worker.
+//   node --test tests/browser/options.test.mjs     (after pkg/ is built)
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { NextscaleError } from '../../pkg/dist/errors.js';
+import { checkEngineOptions, checkGenerateOptions } from '../../pkg/dist/validate.js';
+
+const badRequest = (fn) =>
+  assert.throws(fn, (e) => e instanceof NextscaleError && e.code === 'E_BAD_REQUEST' && e.message.length > 0);
+
+test('engine options', () => {
+  assert.equal(checkEngineOptions({ model: 'm.safetensors' }), 'auto');
+  assert.equal(checkEngineOptions({ model: new ArrayBuffer(8), backend: 'cpu' }), 'cpu');
+  badRequest(() => checkEngineOptions({ model: 42 }));
+  badRequest(() => checkEngineOptions({ model: 'm', backend: 'tpu' }));
+  badRequest(() => checkEngineOptions({ model: 'm', onProgress: 'yes' }));
+});
+
+test('generate options', () => {
+  const signal = new AbortController().signal;
+  const posted = checkGenerateOptions({ classLabel: 3, seed: 7, cfg: 2, topK: 10, topP: 0.5, preview: 'full', mode: 'var', signal });
+  assert.deepEqual(posted, { classLabel: 3, seed: 7, cfg: 2, topK: 10, topP: 0.5, preview: 'full', mode: 'var' });
+  assert.deepEqual(checkGenerateOptions({ classLabel: null }), { classLabel: null });
+  for (const bad of [
+    { classLabel: -1 },
+    { classLabel: 1.5 },
+    { seed: -1 },
+    { seed: 2 ** 60 },
+    { cfg: Number.NaN },
+    { cfg: -1 },
+    { topK: 0.5 },
+    { topP: 1.5 },
+    { preview: 'sometimes' },
+    { mode: 'dd3' },
+    { signal: 'stop' },
+  ]) {
+    badRequest(() => checkGenerateOptions(bad));
+  }
+});
