@@ -4,6 +4,7 @@ mod bench;
 mod convert;
 mod data;
 mod eval;
+mod grid;
 mod inspect;
 mod load;
 mod metrics;
@@ -103,6 +104,8 @@ enum Command {
     TrainClassifier(train_classifier::TrainClassifierArgs),
     /// Score a generator: conditional accuracy, FD, KID, precision/recall, memorisation.
     Eval(eval::EvalArgs),
+    /// Write one row of samples per class as a single PNG.
+    Grid(grid::GridArgs),
 }
 
 /// Parses the command line and runs it; errors print their chain and exit non-zero.
@@ -119,6 +122,7 @@ pub fn main() -> ExitCode {
         Command::TrainVar(args) => train_var::run(args),
         Command::TrainClassifier(args) => train_classifier::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Grid(args) => grid::run(args),
     };
     match result {
         Ok(code) => code,

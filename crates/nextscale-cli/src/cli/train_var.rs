@@ -16,7 +16,6 @@ use nextscale::ModelConfig;
 use nextscale::config::CONFIG_METADATA_KEY;
 use nextscale::dataset::{BalancedSampler, Dataset, Split};
 use nextscale::model::{Model, VAE_PREFIX, VAR_PREFIX};
-use nextscale::pipeline::{Event, GenerateRequest, Generation};
 use nextscale::preview::fit_preview_from;
 use nextscale::train::var::{TokenCache, var_loss};
 use nextscale::train::{LrSchedule, StateDict, state_dict};
@@ -26,7 +25,8 @@ use nextscale::weights::{ParamSource, WeightFile};
 use rand::Rng;
 
 use super::convert::{StoreDtype, state_bytes};
-use super::train::{LossLog, RunDir, TrainState, read_state, write_grid};
+use super::grid::sample_grid;
+use super::train::{LossLog, RunDir, TrainState, read_state};
 use super::train_vqvae::step_rng;
 use super::{load, progress};
 
@@ -215,22 +215,6 @@ fn assemble(config: &ModelConfig, vae: &StateDict, var: &StateDict) -> Result<Mo
     let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), config.to_json())]);
     let bytes = state_bytes(&all, metadata, StoreDtype::F32)?;
     Ok(Model::from_safetensors(&bytes, &Device::flex())?)
-}
-
-/// `per_class` samples of every class (seeds 0..), one row per class, as a PNG grid.
-pub fn sample_grid(model: &Model, path: &std::path::Path, per_class: usize) -> Result<()> {
-    let mut tiles = Vec::new();
-    for class in 0..model.config.num_classes {
-        let mut request = GenerateRequest::new(Some(class), per_class, 0);
-        request.preview = nextscale::PreviewMode::None;
-        let mut generation = Generation::new(model, request)?;
-        while let Some(event) = pollster::block_on(generation.next_event())? {
-            if let Event::Done { images, .. } = event {
-                tiles.extend(images);
-            }
-        }
-    }
-    write_grid(path, &tiles, per_class, 2)
 }
 
 /// Writes the model file: both state dicts, the config with class names and attribution,

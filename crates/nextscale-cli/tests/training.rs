@@ -1,0 +1,228 @@
+//! The training pipeline end to end on a tiny synthetic data set: data-set errors,
+//! VQ-VAE training with a resume, VAR training with export, sampling from the exported
+//! model, the evaluator's classifier and `eval`. Few steps: this checks the plumbing and
+//! the file formats, not sample quality (the README reports that, with its commands).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use nextscale::dataset::{Dataset, DatasetInfo, Split};
+
+fn nextscale(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_nextscale"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "the CLI panicked: {stderr}");
+    out
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = nextscale(args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "nextscale {args:?} failed:\n{text}");
+    text
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Two 32 px images per class: a flat colour per class, one of them held out.
+fn write_dataset(path: &Path) {
+    let classes = 9;
+    let mut data = Dataset {
+        info: DatasetInfo {
+            class_names: (0..classes).map(|c| format!("class {c}")).collect(),
+            attribution: "synthetic".into(),
+            names: Vec::new(),
+        },
+        size: 32,
+        pixels: Vec::new(),
+        labels: Vec::new(),
+        split: Vec::new(),
+    };
+    for c in 0..classes {
+        for k in 0..2 {
+            let rgb = [(c * 28) as u8, (255 - c * 28) as u8, (k * 100) as u8];
+            data.pixels.extend((0..32 * 32).flat_map(|_| rgb));
+            data.labels.push(c);
+            data.split
+                .push(if k == 1 { Split::HeldOut } else { Split::Train });
+            data.info.names.push(format!("c{c}k{k}"));
+        }
+    }
+    std::fs::write(path, data.to_bytes().unwrap()).unwrap();
+}
+
+#[test]
+fn data_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = nextscale(&[
+        "data",
+        "--google",
+        p(dir.path()),
+        "--out",
+        p(&dir.path().join("d.st")),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("emoji.json"), "{stderr}");
+    std::fs::write(dir.path().join("emoji.json"), "[{\"image\": 3}]").unwrap();
+    let out = nextscale(&[
+        "data",
+        "--google",
+        p(dir.path()),
+        "--out",
+        p(&dir.path().join("d.st")),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("parsing"));
+    let out = nextscale(&[
+        "train-vqvae",
+        "--data",
+        p(&dir.path().join("emoji.json")),
+        "--out",
+        p(dir.path()),
+    ]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn train_resume_export_sample_and_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.safetensors");
+    write_dataset(&data);
+    let vq = dir.path().join("vq");
+    let common = ["--data", p(&data), "--batch", "4"];
+    ok(&[
+        &[
+            "train-vqvae",
+            "--out",
+            p(&vq),
+            "--steps",
+            "2",
+            "--checkpoint-every",
+            "2",
+            "--reinit-every",
+            "1",
+        ][..],
+        &common,
+    ]
+    .concat());
+    let text = ok(&[
+        &["train-vqvae", "--out", p(&vq), "--steps", "3"][..],
+        &common,
+    ]
+    .concat());
+    assert!(
+        text.contains("resuming") && text.contains("at step 2"),
+        "{text}"
+    );
+    let csv = std::fs::read_to_string(vq.join("loss.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header + 3 steps:\n{csv}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(vq.join("report.json")).unwrap()).unwrap();
+    assert!(report["held_out"]["psnr_db"].as_f64().unwrap().is_finite());
+
+    let var = dir.path().join("var");
+    let model = dir.path().join("model.safetensors");
+    let ck = vq.join("checkpoint.safetensors");
+    ok(&[
+        &[
+            "train-var",
+            "--out",
+            p(&var),
+            "--vqvae",
+            p(&ck),
+            "--steps",
+            "2",
+            "--sample-every",
+            "2",
+            "--export",
+            p(&model),
+        ][..],
+        &common,
+    ]
+    .concat());
+    assert!(var.join("samples_000002.png").exists());
+    let text = ok(&["inspect", p(&model)]);
+    assert!(text.contains("class 8"), "{text}");
+
+    let out = dir.path().join("samples");
+    ok(&[
+        "sample",
+        "--model",
+        p(&model),
+        "--class",
+        "class 2",
+        "--count",
+        "2",
+        "--out",
+        p(&out),
+    ]);
+    let pngs = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "png")
+        })
+        .count();
+    assert_eq!(pngs, 2);
+
+    let grid = dir.path().join("grid.png");
+    ok(&[
+        "grid",
+        "--model",
+        p(&model),
+        "--per-class",
+        "2",
+        "--out",
+        p(&grid),
+    ]);
+    let grid_png = image::open(&grid).unwrap();
+    // 9 rows of 2 tiles, 32 px at zoom 2 plus a 2 px border each.
+    assert_eq!((grid_png.width(), grid_png.height()), (2 * 66, 9 * 66));
+
+    let classifier = dir.path().join("classifier.safetensors");
+    ok(&[
+        "train-classifier",
+        "--data",
+        p(&data),
+        "--out",
+        p(&classifier),
+        "--steps",
+        "3",
+        "--batch",
+        "4",
+    ]);
+    let json = dir.path().join("eval.json");
+    let text = ok(&[
+        "eval",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--classifier",
+        p(&classifier),
+        "--per-class",
+        "2",
+        "--json",
+        p(&json),
+    ]);
+    assert!(text.contains("conditional accuracy"), "{text}");
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(eval["samples"], 18);
+    let acc = eval["conditional_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    assert!(eval["fd"].as_f64().unwrap() >= -1e-9);
+}
