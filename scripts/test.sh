@@ -28,11 +28,11 @@ cargo clippy --locked -p nextscale-wasm --target wasm32-unknown-unknown --all-ta
 # One dev-profile wasm build of the test binary serves both runs; the fixture parity runs in
 # wasm on flex (node) and on SwiftShader's WebGPU (Chromium, flags in webdriver.json).
 step "wasm-pack test --node (flex CPU)"
-wasm-pack test --node crates/nextscale-wasm --locked 2>&1 | tee -a target/test-output.log
+wasm-pack test --node crates/nextscale-wasm --locked -- --nocapture 2>&1 | tee -a target/test-output.log
 
 step "wasm-pack test --headless --chrome (WebGPU)"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_USE_BROWSER=1 WASM_BINDGEN_TEST_TIMEOUT=300 \
-  wasm-pack test --headless --chrome crates/nextscale-wasm --locked 2>&1 | tee -a target/test-output.log
+  wasm-pack test --headless --chrome crates/nextscale-wasm --locked -- --nocapture 2>&1 | tee -a target/test-output.log
 
 step "npm package and demo page (dev wasm build)"
 scripts/models.sh "${CARGO_TARGET_DIR:-target}/debug/nextscale"

@@ -4,7 +4,8 @@
 //! Run with `wasm-pack test --node` and `wasm-pack test --headless --chrome` (see
 //! `scripts/test.sh`; Chrome gets `--enable-unsafe-webgpu` from `webdriver.json`).
 //! Tolerances: tokens exact; floats ≤ 1e-4 on the CPU (the fixture's float noise is below
-//! 3.5e-5) and ≤ 1e-3 on WebGPU (SwiftShader reorders f32 sums in its matmul and conv kernels).
+//! 3.5e-5) and ≤ 1e-3 on WebGPU (measured 1.5e-5 on SwiftShader; the bound leaves room for
+//! GPUs whose kernels sum f32 in another order or contract to FMA).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
