@@ -121,10 +121,10 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
 
     // Generated samples, `per_class` of every class.
     let bar = progress::bar((k * args.per_class) as u64, "generate");
-    let (mut gen_feats, mut gen_pixels, mut hits) = (Vec::new(), Vec::new(), vec![0usize; k]);
+    let (mut gen_feats, mut gen_pixels, mut hits) = (Vec::new(), Vec::new(), Vec::with_capacity(k));
     let start = Instant::now();
     for class in 0..k {
-        let mut done = 0;
+        let (mut done, mut class_hits) = (0, 0);
         while done < args.per_class {
             let n = args.batch.min(args.per_class - done);
             let mut request = GenerateRequest::new(Some(class), n, args.seed + done as u64);
@@ -136,7 +136,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
                 if let Event::Done { image01, .. } = event {
                     let img = image01 * 2.0 - 1.0;
                     let (f, pred) = classify(&net, img.clone())?;
-                    hits[class] += pred.iter().filter(|&&p| p == class).count();
+                    class_hits += pred.iter().filter(|&&p| p == class).count();
                     gen_feats.extend(f);
                     gen_pixels.extend(rows(pollster::block_on(read_f32(img))?, n));
                 }
@@ -144,6 +144,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             done += n;
             bar.inc(n as u64);
         }
+        hits.push(class_hits);
     }
     let ms_per_image = start.elapsed().as_secs_f64() * 1e3 / (k * args.per_class) as f64;
     bar.finish_and_clear();

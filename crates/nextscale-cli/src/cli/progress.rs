@@ -30,7 +30,7 @@ pub fn note(bar: &ProgressBar, line: String) {
 /// elapsed time and the ETA to stderr.
 pub fn log_step(bar: &ProgressBar) {
     let pos = bar.position();
-    if bar.is_hidden() && pos % 50 == 0 {
+    if bar.is_hidden() && pos.is_multiple_of(50) {
         eprintln!(
             "{}/{} {} elapsed {:.0}s eta {:.0}s",
             pos,
