@@ -10,6 +10,7 @@ import { serve } from '../../scripts/serve.mjs';
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const FLAGS = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
 const TIMEOUT = 180_000;
+const TEST_MODEL = process.env.NEXTSCALE_TEST_MODEL ?? 'var-tiny-a.safetensors';
 const SHOTS = process.env.SCREENSHOTS;
 
 let server;
@@ -31,6 +32,11 @@ after(async () => {
 
 /** Opens the page and records every console error and uncaught exception. */
 async function open(browser, query = '') {
+  // The tests pin the tiny fixture model (fast on SwiftShader), whatever the manifest's
+  // default; NEXTSCALE_TEST_MODEL picks another file in web/public/models.
+  const params = new URLSearchParams(query);
+  if (!params.has('model')) params.set('model', TEST_MODEL);
+  query = `?${params}`;
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const problems = [];
   page.on('console', (msg) => {
