@@ -1,8 +1,11 @@
 //! The `nextscale` binary end to end on the fixtures: parity, sample, inspect, convert and
 //! the error paths a user hits.
 
+mod common;
+
+use common::{nextscale, path};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use burn::tensor::Device;
 use nextscale::model::Model;
@@ -11,20 +14,6 @@ use nextscale::weights::WeightFile;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-}
-
-fn nextscale(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_nextscale"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "the CLI panicked: {stderr}");
-    out
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

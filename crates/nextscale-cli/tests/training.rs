@@ -3,20 +3,13 @@
 //! model, the evaluator's classifier and `eval`. Few steps: this checks the plumbing and
 //! the file formats, not sample quality (the README reports that, with its commands).
 
+mod common;
+
+use common::{nextscale, path as p};
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use nextscale::dataset::{Dataset, DatasetInfo, Split};
-
-fn nextscale(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_nextscale"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "the CLI panicked: {stderr}");
-    out
-}
 
 fn ok(args: &[&str]) -> String {
     let out = nextscale(args);
@@ -27,10 +20,6 @@ fn ok(args: &[&str]) -> String {
     );
     assert!(out.status.success(), "nextscale {args:?} failed:\n{text}");
     text
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// Two 32 px images per class: a flat colour per class, one of them held out.

@@ -188,23 +188,34 @@ impl VectorQuantizer2 {
         d_nv.argmin(1).reshape([n])
     }
 
+    /// One scale of the residual quantization: the residual area-downsampled to scale
+    /// `si`, its nearest codes, and their contribution to f_hat (bicubic up + φ).
+    ///
+    /// # Shapes
+    /// - f_rest: `[B, Cvae, HW, HW]` → idx `[B, pn²]`, h `[B, Cvae, HW, HW]`
+    fn quantize_scale(&self, si: usize, f_rest_bchw: Tensor<4>) -> (Tensor<2, Int>, Tensor<4>) {
+        let [b, c, _, _] = f_rest_bchw.dims();
+        let pn = self.patch_nums[si];
+        let z_bchw = if si != self.last() {
+            self.area_down(si, f_rest_bchw)
+        } else {
+            f_rest_bchw
+        };
+        let z_nc = z_bchw.permute([0, 2, 3, 1]).reshape([b * pn * pn, c]);
+        let idx_bl = self.nearest(z_nc).reshape([b, pn * pn]);
+        let h_bchw = self.scale_residual(si, self.lookup(idx_bl.clone()));
+        (idx_bl, h_bchw)
+    }
+
     /// Quantizes a latent scale by scale (`f_to_idxBl_or_fhat`).
     /// Returns the token maps `[B, pn²]` and f_hat after each scale `[B, Cvae, HW, HW]`.
     pub fn encode(&self, f_bchw: Tensor<4>) -> (Vec<Tensor<2, Int>>, Vec<Tensor<4>>) {
-        let [b, c, _, _] = f_bchw.dims();
         let mut f_rest = f_bchw.clone();
         let mut f_hat = f_bchw.zeros_like();
         let mut idx_list = Vec::new();
         let mut f_hats = Vec::new();
-        for (si, &pn) in self.patch_nums.iter().enumerate() {
-            let z_bchw = if si != self.last() {
-                self.area_down(si, f_rest.clone())
-            } else {
-                f_rest.clone()
-            };
-            let z_nc = z_bchw.permute([0, 2, 3, 1]).reshape([b * pn * pn, c]);
-            let idx_bl = self.nearest(z_nc).reshape([b, pn * pn]);
-            let h_bchw = self.scale_residual(si, self.lookup(idx_bl.clone()));
+        for si in 0..self.patch_nums.len() {
+            let (idx_bl, h_bchw) = self.quantize_scale(si, f_rest.clone());
             f_hat = f_hat + h_bchw.clone();
             f_rest = f_rest - h_bchw;
             idx_list.push(idx_bl);
@@ -225,21 +236,13 @@ impl VectorQuantizer2 {
         f_bchw: Tensor<4>,
         beta: f64,
     ) -> (Tensor<4>, Tensor<1>, Vec<Tensor<2, Int>>) {
-        let [b, c, _, _] = f_bchw.dims();
         let f_no_grad = f_bchw.clone().detach();
         let mut f_rest = f_no_grad.clone();
         let mut f_hat = f_no_grad.zeros_like();
         let mut idx_list = Vec::with_capacity(self.patch_nums.len());
         let mut loss = Tensor::<1>::zeros([1], &f_bchw.device());
-        for (si, &pn) in self.patch_nums.iter().enumerate() {
-            let z_bchw = if si != self.last() {
-                self.area_down(si, f_rest.clone())
-            } else {
-                f_rest.clone()
-            };
-            let z_nc = z_bchw.permute([0, 2, 3, 1]).reshape([b * pn * pn, c]);
-            let idx_bl = self.nearest(z_nc).reshape([b, pn * pn]);
-            let h_bchw = self.scale_residual(si, self.lookup(idx_bl.clone()));
+        for si in 0..self.patch_nums.len() {
+            let (idx_bl, h_bchw) = self.quantize_scale(si, f_rest.clone());
             f_hat = f_hat + h_bchw.clone();
             f_rest = f_rest - h_bchw.detach();
             let commit = (f_hat.clone().detach() - f_bchw.clone()).square().mean() * beta;
