@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 scripts/prepare-data.sh
 bin=target/release/nextscale
 time "$bin" train-vqvae --steps "${VQVAE_STEPS:-1000}" --out runs/vqvae
-time "$bin" train-var --steps "${VAR_STEPS:-1000}" --lr 8e-4 --out runs/var \
+time "$bin" train-var --steps "${VAR_STEPS:-1500}" --lr 8e-4 --out runs/var \
   --vqvae runs/vqvae/checkpoint.safetensors --export web/public/models/emoji32.safetensors
 if [ ! -f models/emoji32-classifier.safetensors ]; then
   time "$bin" train-classifier --steps "${CLASSIFIER_STEPS:-500}" --batch 32
