@@ -173,18 +173,7 @@ impl Dataset {
 
     /// Images as a `[B, 3, H, W]` tensor in [-1, 1].
     pub fn images(&self, idx: &[usize], device: &Device) -> Tensor<4> {
-        let s = self.size;
-        let per = s * s * 3;
-        let mut values = Vec::with_capacity(idx.len() * per);
-        for &i in idx {
-            values.extend(
-                self.pixels[i * per..(i + 1) * per]
-                    .iter()
-                    .map(|&p| p as f32 / 127.5 - 1.0),
-            );
-        }
-        Tensor::<4>::from_data(TensorData::new(values, [idx.len(), s, s, 3]), device)
-            .permute([0, 3, 1, 2])
+        self.images_shifted(idx, &vec![(0, 0); idx.len()], device)
     }
 
     /// Images translated by `(dx, dy)` pixels each, the uncovered border white, as a

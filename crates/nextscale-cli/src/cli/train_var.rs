@@ -3,7 +3,6 @@
 //! classifier-free guidance, AdamW with warm-up and cosine decay, gradient clipping —
 //! resumable, with periodic sample grids; then exports the model file.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,7 +23,7 @@ use nextscale::vqvae::Vqvae;
 use nextscale::weights::{ParamSource, WeightFile};
 use rand::Rng;
 
-use super::convert::{StoreDtype, state_bytes};
+use super::convert::{StoreDtype, model_bytes};
 use super::grid::sample_grid;
 use super::train::{LossLog, RunDir, TrainState, read_state};
 use super::train_vqvae::step_rng;
@@ -91,10 +90,12 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
     let vae = Vqvae::new(&mut src, &config)?;
     src.finish()?;
 
-    let train = data.indices(Split::Train);
-    let bar = progress::bar(train.len() as u64, "tokenize");
+    // Every image is tokenized once, so cache rows are data-set indices; only the
+    // training split is sampled.
+    let all: Vec<usize> = (0..data.len()).collect();
+    let bar = progress::bar(all.len() as u64, "tokenize");
     let mut tokens: Option<TokenCache> = None;
-    for chunk in train.chunks(128) {
+    for chunk in all.chunks(128) {
         let part = pollster::block_on(TokenCache::build(&vae, data.images(chunk, &host)))?;
         match &mut tokens {
             Some(t) => t.extend(part),
@@ -103,13 +104,8 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    let tokens = tokens.context("no training images")?;
-    // Cache rows follow `train`; the sampler draws positions into it.
-    let positions: Vec<usize> = (0..train.len()).collect();
-    let mut by_position = data.clone();
-    by_position.labels = train.iter().map(|&i| data.labels[i]).collect();
-    by_position.split = vec![Split::Train; train.len()];
-    let sampler = BalancedSampler::new(&by_position, &positions)?;
+    let tokens = tokens.context("no images")?;
+    let sampler = BalancedSampler::new(&data, &data.indices(Split::Train))?;
 
     let device = Device::flex().autodiff();
     let run = RunDir::create(&args.out)?;
@@ -155,19 +151,19 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
     };
     for step in start..args.steps {
         let mut rng = step_rng(args.seed, step);
-        let pos = sampler.batch(args.batch, &mut rng);
-        let labels: Vec<i64> = pos
+        let idx = sampler.batch(args.batch, &mut rng);
+        let labels: Vec<i64> = idx
             .iter()
-            .map(|&p| {
+            .map(|&i| {
                 if rng.random_bool(args.label_drop) {
                     null
                 } else {
-                    by_position.labels[p] as i64
+                    data.labels[i] as i64
                 }
             })
             .collect();
-        let labels_b = Tensor::<1, Int>::from_data(TensorData::new(labels, [pos.len()]), &device);
-        let (x_blcv, target_bl) = tokens.batch(&pos, &device);
+        let labels_b = Tensor::<1, Int>::from_data(TensorData::new(labels, [idx.len()]), &device);
+        let (x_blcv, target_bl) = tokens.batch(&idx, &device);
         let (loss, accuracy) = var_loss(&var, labels_b, x_blcv, target_bl);
         let row = vec![
             loss.clone().into_scalar::<f32>() as f64,
@@ -208,12 +204,21 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A model on the host device from the two state dicts.
-fn assemble(config: &ModelConfig, vae: &StateDict, var: &StateDict) -> Result<Model> {
+/// The model file of the two state dicts.
+fn model_file(
+    config: &ModelConfig,
+    vae: &StateDict,
+    var: &StateDict,
+    dtype: StoreDtype,
+) -> Result<Vec<u8>> {
     let mut all = vae.clone();
     all.extend(var.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), config.to_json())]);
-    let bytes = state_bytes(&all, metadata, StoreDtype::F32)?;
+    model_bytes(&all, &config.to_json(), dtype)
+}
+
+/// A model on the host device from the two state dicts.
+fn assemble(config: &ModelConfig, vae: &StateDict, var: &StateDict) -> Result<Model> {
+    let bytes = model_file(config, vae, var, StoreDtype::F32)?;
     Ok(Model::from_safetensors(&bytes, &Device::flex())?)
 }
 
@@ -238,10 +243,7 @@ fn export(
         pairs.push((f_hat, img_b3hw));
     }
     config.preview = pollster::block_on(fit_preview_from(&pairs, config.derived_downsample()))?;
-    let mut all = vae_state.clone();
-    all.extend(var_state.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), config.to_json())]);
-    let bytes = state_bytes(&all, metadata, dtype)?;
+    let bytes = model_file(&config, vae_state, var_state, dtype)?;
     // Round trip: the written file must load.
     Model::from_safetensors(&bytes, &host)?;
     if let Some(dir) = path.parent() {
