@@ -104,6 +104,42 @@ pub struct ModelConfig {
     /// License and attribution of the weights and their training data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attribution: Option<String>,
+    /// The Distilled-Decoding student's settings, when the file carries `dd.` tensors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dd: Option<DdConfig>,
+}
+
+/// Settings of a Distilled-Decoding student (`dd.` tensors) next to the teacher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DdConfig {
+    /// Scales before this index take tokens from the logits head, the rest from the
+    /// continuous head.
+    pub loss_split_t: usize,
+    /// The steps of few-step sampling: `t_list[..1]` is one-step, `t_list[..2]` two-step.
+    pub t_list: Vec<usize>,
+}
+
+impl DdConfig {
+    /// Checks the settings against a teacher with `scales` scales.
+    pub fn validate(&self, scales: usize) -> Result<()> {
+        if self.loss_split_t > scales {
+            return Err(Error::Config(format!(
+                "dd.loss_split_t {} exceeds the {scales} scales",
+                self.loss_split_t
+            )));
+        }
+        if self.t_list.first() != Some(&0)
+            || self.t_list.windows(2).any(|w| w[0] >= w[1])
+            || self.t_list.iter().any(|&t| t >= scales)
+        {
+            return Err(Error::Config(format!(
+                "dd.t_list {:?} must start at 0, increase and stay below {scales}",
+                self.t_list
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl ModelConfig {
@@ -139,6 +175,7 @@ impl ModelConfig {
             class_names: Vec::new(),
             preview: None,
             attribution: None,
+            dd: None,
         }
     }
 
@@ -159,6 +196,22 @@ impl ModelConfig {
             num_heads: 6,
             image_size: 32,
             ..Self::official(6)
+        }
+    }
+
+    /// A 2-block, 64-wide variant of [`Self::emoji32`] with a Distilled-Decoding student
+    /// (`loss_split_t` 3, `t_list` [0, 3]): the smallest model that runs every code path,
+    /// for tests and smoke runs.
+    pub fn emoji32_tiny(num_classes: usize) -> Self {
+        Self {
+            depth: 2,
+            embed_dim: 64,
+            num_heads: 4,
+            dd: Some(DdConfig {
+                loss_split_t: 3,
+                t_list: vec![0, 3],
+            }),
+            ..Self::emoji32(num_classes)
         }
     }
 
@@ -256,6 +309,9 @@ impl ModelConfig {
                     .any(|v| !v.is_finite()))
         {
             return err(format!("preview matrix must be 3×{} and finite", self.cvae));
+        }
+        if let Some(dd) = &self.dd {
+            dd.validate(self.patch_nums.len())?;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ use burn::tensor::Device;
 
 use crate::config::{CONFIG_METADATA_KEY, ModelConfig, PreviewMatrix};
 use crate::convert::check_layout;
+use crate::dd::DdModel;
 use crate::error::{Error, Result};
 use crate::preview::fit_preview;
 use crate::var::Var;
@@ -23,7 +24,7 @@ pub const VAR_PREFIX: &str = "var.";
 /// Tensor-name prefix of the Distilled-Decoding student.
 pub const DD_PREFIX: &str = "dd.";
 
-/// A VQ-VAE + VAR model ready to generate.
+/// A VQ-VAE + VAR model, with an optional Distilled-Decoding student, ready to generate.
 #[derive(Debug)]
 pub struct Model {
     /// Its hyper-parameters and metadata.
@@ -32,6 +33,8 @@ pub struct Model {
     pub vae: Vqvae,
     /// The transformer.
     pub var: Var,
+    /// The student (`dd.` tensors), when `config.dd` is set.
+    pub dd: Option<DdModel>,
     device: Device,
     fitted_preview: OnceLock<PreviewMatrix>,
 }
@@ -55,15 +58,22 @@ impl Model {
     /// anything is placed on the device.
     pub fn from_weights(config: ModelConfig, file: &WeightFile, device: &Device) -> Result<Self> {
         config.validate()?;
-        if file.names().iter().any(|n| n.starts_with(DD_PREFIX)) {
+        let names = file.names();
+        let has_dd = names.iter().any(|n| n.starts_with(DD_PREFIX));
+        if has_dd && !names.iter().any(|n| n.starts_with(VAR_PREFIX)) {
             return Err(Error::Config(
-                "this file holds a Distilled-Decoding student (`dd.` tensors), not a VAR teacher; load it with `dd::DdPair`"
+                "this file holds a Distilled-Decoding student (`dd.` tensors) without its VAR teacher; load it with `dd::DdPair`"
                     .into(),
             ));
         }
-        let shapes: BTreeMap<String, Vec<usize>> = file
-            .names()
+        if has_dd && config.dd.is_none() {
+            return Err(Error::Config(
+                "the file has `dd.` tensors but its config has no `dd` settings".into(),
+            ));
+        }
+        let shapes: BTreeMap<String, Vec<usize>> = names
             .into_iter()
+            .filter(|n| !n.starts_with(DD_PREFIX))
             .filter_map(|n| file.shape(&n).map(|s| (n, s)))
             .collect();
         for name in check_layout(&shapes, &config, device)?.keys() {
@@ -75,7 +85,16 @@ impl Model {
         let mut var_src = ParamSource::load(file, VAR_PREFIX, device);
         let var = Var::new(&mut var_src, &config)?;
         var_src.finish()?;
-        Ok(Self::assemble(config, vae, var, device))
+        let dd = match &config.dd {
+            Some(dd_config) => {
+                let mut dd_src = ParamSource::load(file, DD_PREFIX, device);
+                let dd = DdModel::new(&mut dd_src, &config, dd_config.loss_split_t)?;
+                dd_src.finish()?;
+                Some(dd)
+            }
+            None => None,
+        };
+        Ok(Self::assemble(config, vae, var, dd, device))
     }
 
     /// A model with random weights (for benchmarks and as a training start).
@@ -84,14 +103,25 @@ impl Model {
         let mut src = ParamSource::random(seed, device);
         let vae = Vqvae::new(&mut src, &config)?;
         let var = Var::new(&mut src, &config)?;
-        Ok(Self::assemble(config, vae, var, device))
+        let dd = match &config.dd {
+            Some(dd_config) => Some(DdModel::new(&mut src, &config, dd_config.loss_split_t)?),
+            None => None,
+        };
+        Ok(Self::assemble(config, vae, var, dd, device))
     }
 
-    fn assemble(config: ModelConfig, vae: Vqvae, var: Var, device: &Device) -> Self {
+    fn assemble(
+        config: ModelConfig,
+        vae: Vqvae,
+        var: Var,
+        dd: Option<DdModel>,
+        device: &Device,
+    ) -> Self {
         Self {
             config,
             vae,
             var,
+            dd,
             device: device.clone(),
             fitted_preview: OnceLock::new(),
         }
@@ -115,10 +145,11 @@ impl Model {
         Ok(self.fitted_preview.get_or_init(|| fitted))
     }
 
-    /// Parameter counts `(vae, var)`.
-    pub fn num_params(&self) -> (usize, usize) {
+    /// Parameter counts `(vae, var, dd)` (0 without a student).
+    pub fn num_params(&self) -> (usize, usize, usize) {
         use burn::module::Module;
-        (self.vae.num_params(), self.var.num_params())
+        let dd = self.dd.as_ref().map_or(0, |d| d.num_params());
+        (self.vae.num_params(), self.var.num_params(), dd)
     }
 }
 

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::dd::DdPair;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::pipeline::{Event, GenerateRequest, Generation, PreviewMode, read_f32, read_i64};
+use crate::pipeline::{Event, GenerateRequest, Generation, Mode, PreviewMode, read_f32, read_i64};
 use crate::sampler::SamplingOptions;
 use crate::weights::WeightFile;
 
@@ -254,6 +254,7 @@ async fn run_greedy(c: &mut Cases<'_, '_>, model: &Model, cfg_text: &str) -> Res
             more_smooth: false,
         },
         preview: PreviewMode::None,
+        mode: Mode::Var,
     };
     let mut generation = Generation::new(model, request)?;
     let prefix = format!("greedy.cfg{cfg_text}");

@@ -67,6 +67,12 @@ pub fn softmax(logits: &[f32]) -> Vec<f64> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
+/// The noise sequence of one image seed: `len × cvae` standard normals, row-major (the
+/// input of the Distilled-Decoding student and of the flow map Ψ).
+pub fn dd_noise(seed: u64, len: usize, cvae: usize) -> Vec<f32> {
+    TokenRng::new(seed).normals(len * cvae)
+}
+
 /// A per-image random stream, identical on every platform for the same seed.
 #[derive(Debug, Clone)]
 pub struct TokenRng(ChaCha8Rng);
@@ -80,6 +86,17 @@ impl TokenRng {
     /// A uniform draw in [0, 1) with 53 random bits.
     pub fn uniform(&mut self) -> f64 {
         (self.0.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// `n` standard-normal draws (the noise of Distilled Decoding and of the flow map Ψ).
+    pub fn normals(&mut self, n: usize) -> Vec<f32> {
+        use rand_distr::{Distribution, StandardNormal};
+        (0..n)
+            .map(|_| {
+                let z: f64 = StandardNormal.sample(&mut self.0);
+                z as f32
+            })
+            .collect()
     }
 
     /// Draws an index from (unnormalised, non-negative) probabilities.

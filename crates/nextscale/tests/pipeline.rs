@@ -1,10 +1,14 @@
 //! Generation pipeline behaviour on the tiny fixture model: events, previews, seeds,
-//! batching, unconditional sampling and request validation.
+//! batching, unconditional sampling and request validation; and the Distilled-Decoding,
+//! parallel-baseline and flow-map modes on a small random model with a student.
 
 mod common;
 
-use nextscale::pipeline::{Event, GenerateRequest, Generation, PreviewMode};
-use nextscale::{Error, SamplingOptions};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use nextscale::pipeline::{Event, GenerateRequest, Generation, Mode, PreviewMode, images_of};
+use nextscale::sampler::dd_noise;
+use nextscale::{Error, Model, ModelConfig, SamplingOptions};
+use pollster::block_on;
 
 fn tokens_of(model: &nextscale::Model, request: GenerateRequest) -> Vec<Vec<Vec<u32>>> {
     let mut generation = Generation::new(model, request).unwrap();
@@ -28,6 +32,7 @@ fn request(labels: Vec<Option<usize>>, seed: u64) -> GenerateRequest {
             more_smooth: false,
         },
         preview: PreviewMode::None,
+        mode: Mode::Var,
     }
 }
 
@@ -129,4 +134,108 @@ fn bad_requests_are_typed_errors() {
             num_classes: 10
         })
     ));
+}
+
+/// A small random model with a random student (loss_split_t 3, t_list [0, 3]).
+fn dd_model() -> Model {
+    Model::random(ModelConfig::emoji32_tiny(3), 11, &Device::flex()).unwrap()
+}
+
+fn final_pixels(model: &Model, request: GenerateRequest) -> (usize, Vec<u8>) {
+    let mut generation = Generation::new(model, request).unwrap();
+    let mut scale_events = 0;
+    while let Some(event) = block_on(generation.next_event()).unwrap() {
+        match event {
+            Event::Scale { .. } => scale_events += 1,
+            Event::Done { images, .. } => {
+                return (
+                    scale_events,
+                    images.into_iter().flat_map(|i| i.pixels).collect(),
+                );
+            }
+        }
+    }
+    panic!("no final image");
+}
+
+#[test]
+fn dd_modes_stream_one_event_per_pass_and_match_the_student_sampler() {
+    let model = dd_model();
+    let device = Device::flex();
+    let config = &model.config;
+    for (mode, t_list) in [(Mode::Dd1, vec![0]), (Mode::Dd2, vec![0, 3])] {
+        let mut request = request(vec![Some(1), Some(2)], 40);
+        request.mode = mode;
+        let (events, pixels) = final_pixels(&model, request.clone());
+        assert_eq!(events, t_list.len(), "{mode:?}");
+        assert_eq!(
+            final_pixels(&model, request).1,
+            pixels,
+            "{mode:?} is deterministic"
+        );
+        // The same noise through `DdModel::sample` (the fixture-checked path).
+        let (l, cv) = (config.seq_len(), config.cvae);
+        let noise: Vec<f32> = (40..42).flat_map(|s| dd_noise(s, l, cv)).collect();
+        let noise = Tensor::<3>::from_data(TensorData::new(noise, [2, l, cv]), &device);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &device);
+        let student = model.dd.as_ref().unwrap();
+        let seq = block_on(student.sample(&model.vae, labels, noise, &t_list)).unwrap();
+        let direct = block_on(images_of(student.sequence_to_image(&model.vae, seq))).unwrap();
+        let direct: Vec<u8> = direct.into_iter().flat_map(|i| i.pixels).collect();
+        assert_eq!(direct, pixels, "{mode:?}");
+    }
+}
+
+#[test]
+fn parallel_baseline_is_one_pass_and_dd_needs_a_student() {
+    let model = dd_model();
+    let mut request = request(vec![Some(0)], 3);
+    request.mode = Mode::Parallel;
+    let (events, pixels) = final_pixels(&model, request.clone());
+    assert_eq!(events, 1);
+    assert_eq!(pixels.len(), 32 * 32 * 4);
+
+    let teacher_only = Model::random(ModelConfig::emoji32(3), 1, &Device::flex()).unwrap();
+    request.mode = Mode::Dd1;
+    let err = Generation::new(&teacher_only, request).err().unwrap();
+    assert!(matches!(err, Error::BadRequest(_)), "{err}");
+    assert_eq!(Mode::parse("dd2").unwrap(), Mode::Dd2);
+    assert!(Mode::parse("dd3").is_err());
+}
+
+#[test]
+fn flow_map_teacher_is_deterministic_and_ignores_the_sampling_stream() {
+    let model = dd_model();
+    let run = |seed| {
+        let generation = Generation::new(&model, request(vec![Some(2), Some(0)], seed)).unwrap();
+        let generation = block_on(generation.with_flow(16)).unwrap();
+        match block_on(generation.run_to_end()).unwrap() {
+            Event::Done { images, .. } => images
+                .into_iter()
+                .flat_map(|i| i.pixels)
+                .collect::<Vec<u8>>(),
+            Event::Scale { .. } => unreachable!(),
+        }
+    };
+    assert_eq!(run(9), run(9));
+    assert_ne!(run(9), run(10));
+}
+
+#[test]
+fn students_of_every_loss_split_generate() {
+    // All scales continuous, the usual split, and all scales as tokens.
+    for split in [0, 3, 6] {
+        let mut config = ModelConfig::emoji32_tiny(3);
+        if let Some(dd) = config.dd.as_mut() {
+            dd.loss_split_t = split;
+        }
+        let model = Model::random(config, 2, &Device::flex()).unwrap();
+        for mode in [Mode::Dd1, Mode::Dd2] {
+            let mut request = request(vec![Some(1)], 4);
+            request.mode = mode;
+            let (events, pixels) = final_pixels(&model, request);
+            assert_eq!(events, mode.dd_steps(), "split {split}, {mode:?}");
+            assert_eq!(pixels.len(), 32 * 32 * 4, "split {split}, {mode:?}");
+        }
+    }
 }

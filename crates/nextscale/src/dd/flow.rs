@@ -37,17 +37,18 @@ impl FlowMap {
         &self.codebook[v * self.dim..(v + 1) * self.dim]
     }
 
-    /// Posterior weights `w(x, t)` over the codebook (codes with `p = 0` get 0).
-    fn posterior(&self, x: &[f64], t: f64, log_p: &[f64]) -> Vec<f64> {
+    /// Posterior weights `w(x, t)` over the support (the codes with `p > 0`).
+    fn posterior(&self, x: &[f64], t: f64, support: &[(usize, f64)]) -> Vec<f64> {
         let s2 = 2.0 * (1.0 - t) * (1.0 - t);
-        let logits: Vec<f64> = (0..self.vocab)
-            .map(|v| {
+        let logits: Vec<f64> = support
+            .iter()
+            .map(|&(v, log_p)| {
                 let d2: f64 = x
                     .iter()
                     .zip(self.row(v))
                     .map(|(xi, ei)| (xi - t * ei).powi(2))
                     .sum();
-                log_p[v] - d2 / s2
+                log_p - d2 / s2
             })
             .collect();
         let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -58,17 +59,22 @@ impl FlowMap {
 
     /// The token Ψ maps `noise` (`C` values) to under `probs` (`V` values summing to 1).
     pub fn token(&self, noise: &[f32], probs: &[f64]) -> usize {
-        let log_p: Vec<f64> = probs
+        let support: Vec<(usize, f64)> = probs
             .iter()
-            .map(|&p| if p > 0.0 { p.ln() } else { f64::NEG_INFINITY })
+            .enumerate()
+            .filter(|(_, p)| **p > 0.0)
+            .map(|(v, p)| (v, p.ln()))
             .collect();
+        if support.len() < 2 {
+            return support.first().map_or(0, |s| s.0);
+        }
         let mut x: Vec<f64> = noise.iter().map(|&n| n as f64).collect();
         let dt = 1.0 / self.steps as f64;
         for i in 0..self.steps {
             let t = i as f64 * dt;
-            let w = self.posterior(&x, t, &log_p);
+            let w = self.posterior(&x, t, &support);
             let mut mean = vec![0.0; self.dim];
-            for (v, wv) in w.iter().enumerate().filter(|(_, w)| **w > 0.0) {
+            for (&(v, _), wv) in support.iter().zip(&w) {
                 for (m, e) in mean.iter_mut().zip(self.row(v)) {
                     *m += wv * e;
                 }
@@ -78,10 +84,12 @@ impl FlowMap {
             }
         }
         // x is now (numerically) a codebook row; take the most probable one near it.
-        let w = self.posterior(&x, 1.0 - dt, &log_p);
-        (0..self.vocab)
-            .max_by(|&a, &b| w[a].total_cmp(&w[b]))
-            .unwrap_or(0)
+        let w = self.posterior(&x, 1.0 - dt, &support);
+        support
+            .iter()
+            .zip(&w)
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(s, _)| s.0)
     }
 }
 
@@ -93,8 +101,19 @@ mod tests {
     use rand_distr::{Distribution, Normal, Uniform};
 
     fn setup(seed: u64, vocab: usize, dim: usize) -> (FlowMap, Vec<f64>, ChaCha8Rng) {
+        setup_scaled(seed, vocab, dim, 1.0, 64)
+    }
+
+    /// A random codebook of norm ~`scale`·√dim and a random p with one zero entry.
+    fn setup_scaled(
+        seed: u64,
+        vocab: usize,
+        dim: usize,
+        scale: f32,
+        steps: usize,
+    ) -> (FlowMap, Vec<f64>, ChaCha8Rng) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let normal = Normal::new(0.0f32, 1.0).unwrap();
+        let normal = Normal::new(0.0f32, scale).unwrap();
         let codebook: Vec<f32> = (0..vocab * dim).map(|_| normal.sample(&mut rng)).collect();
         let uniform = Uniform::new(0.0f64, 1.0).unwrap();
         let mut p: Vec<f64> = (0..vocab)
@@ -103,18 +122,20 @@ mod tests {
         p[0] = 0.0;
         let z: f64 = p.iter().sum();
         p.iter_mut().for_each(|v| *v /= z);
-        (FlowMap::new(&codebook, dim, 64), p, rng)
+        (FlowMap::new(&codebook, dim, steps), p, rng)
     }
 
     #[test]
     fn token_frequencies_follow_p() {
-        for seed in 0..2 {
-            let (map, p, mut rng) = setup(seed, 12, 4);
+        // Unit-scale codes in 4-d (64 steps), and small codes in 16-d, as a trained VQ-VAE
+        // has them, with the 32 steps `distill-data` uses.
+        for (seed, dim, scale, steps) in [(0, 4, 1.0, 64), (1, 4, 1.0, 64), (2, 16, 0.1, 32)] {
+            let (map, p, mut rng) = setup_scaled(seed, 12, dim, scale, steps);
             let normal = Normal::new(0.0f32, 1.0).unwrap();
             let n = 4000;
             let mut counts = vec![0usize; p.len()];
             for _ in 0..n {
-                let noise: Vec<f32> = (0..4).map(|_| normal.sample(&mut rng)).collect();
+                let noise: Vec<f32> = (0..dim).map(|_| normal.sample(&mut rng)).collect();
                 counts[map.token(&noise, &p)] += 1;
             }
             assert_eq!(counts[0], 0, "a zero-probability code was chosen");

@@ -103,6 +103,17 @@ impl DdModel {
         dd
     }
 
+    /// Teacher-sequence positions that step `t` keeps as data (the first `t` scales).
+    pub fn data_len(&self, t: usize) -> usize {
+        self.seq_len() - 1 - self.accum(t + 1)
+    }
+
+    /// Teacher-sequence position from which the continuous head gives the tokens
+    /// (the first token of scale `loss_split_t`).
+    pub fn split_pos(&self) -> usize {
+        self.data_len(self.loss_split_t)
+    }
+
     /// Student sequence length (class slot included).
     fn seq_len(&self) -> usize {
         self.patch_nums.iter().map(|p| p * p).sum()
@@ -184,8 +195,8 @@ impl DdModel {
         let device = x_blcv.device();
         let [b, l, cv] = x_blcv.dims();
         let (conti_blc, logits_blv) = self.forward(labels_b, x_blcv.clone(), t);
-        let keep = l - self.accum(t + 1);
-        let concat_pos = l - self.accum(self.loss_split_t + 1);
+        let keep = self.data_len(t);
+        let concat_pos = self.split_pos();
         let model_idx = read_i64(logits_blv.argmax(2).reshape([b * l])).await?;
         let near_idx = read_i64(vae.quantize.nearest(x_blcv.clone().reshape([b * l, cv]))).await?;
         let idx: Vec<i64> = (0..b * l)
@@ -205,13 +216,34 @@ impl DdModel {
         let predicted: Vec<f32> = (0..l).map(|p| if p >= keep { 1.0 } else { 0.0 }).collect();
         let m_1l1 = Tensor::<3>::from_data(TensorData::new(predicted, [1, l, 1]), &device);
         let conti_blc = conti_blc * m_1l1.clone() + x_blcv * (m_1l1.neg() + 1.0);
-        Ok(Tensor::cat(
-            vec![
-                codes_blc.narrow(1, 0, concat_pos),
-                conti_blc.narrow(1, concat_pos, l - concat_pos),
-            ],
-            1,
-        ))
+        // `loss_split_t` may be 0 (all continuous) or the scale count (all tokens).
+        Ok(match concat_pos {
+            0 => conti_blc,
+            p if p == l => codes_blc,
+            p => Tensor::cat(
+                vec![codes_blc.narrow(1, 0, p), conti_blc.narrow(1, p, l - p)],
+                1,
+            ),
+        })
+    }
+
+    /// Prepares the input of step `t`: the first `t` scales of `x` kept, the rest replaced
+    /// by the *same* `noise` the sampling started from.
+    ///
+    /// # Shapes
+    /// - x, noise: `[B, L, Cvae]` → `[B, L, Cvae]`
+    pub fn renoise(&self, x_blc: Tensor<3>, noise_blc: Tensor<3>, t: usize) -> Result<Tensor<3>> {
+        if t + 1 >= self.patch_nums.len() {
+            return Err(Error::BadRequest(format!(
+                "step t={t} is past the last scale"
+            )));
+        }
+        let device = noise_blc.device();
+        let l = noise_blc.dims()[1];
+        let keep = l - self.accum(t + 1);
+        let noisy: Vec<f32> = (0..l).map(|p| if p >= keep { 1.0 } else { 0.0 }).collect();
+        let m_1l1 = Tensor::<3>::from_data(TensorData::new(noisy, [1, l, 1]), &device);
+        Ok(x_blc * (m_1l1.clone().neg() + 1.0) + noise_blc * m_1l1)
     }
 
     /// Few-step sampling: for each t in `t_list`, keep the first t scales of the current
@@ -226,29 +258,19 @@ impl DdModel {
         noise_blc: Tensor<3>,
         t_list: &[usize],
     ) -> Result<Tensor<3>> {
-        let device = noise_blc.device();
-        let l = noise_blc.dims()[1];
         let mut x_blc = noise_blc.clone();
         for &t in t_list {
-            if t + 1 >= self.patch_nums.len() {
-                return Err(Error::BadRequest(format!(
-                    "step t={t} is past the last scale"
-                )));
-            }
-            let keep = l - self.accum(t + 1);
-            let noisy: Vec<f32> = (0..l).map(|p| if p >= keep { 1.0 } else { 0.0 }).collect();
-            let m_1l1 = Tensor::<3>::from_data(TensorData::new(noisy, [1, l, 1]), &device);
-            x_blc = x_blc * (m_1l1.clone().neg() + 1.0) + noise_blc.clone() * m_1l1;
+            x_blc = self.renoise(x_blc, noise_blc.clone(), t)?;
             x_blc = self.step(vae, labels_b.clone(), x_blc, t).await?;
         }
         Ok(x_blc)
     }
 
-    /// Assembles f_hat from a token-vector sequence scale by scale and decodes it to [0, 1].
+    /// Assembles f_hat from a token-vector sequence scale by scale.
     ///
     /// # Shapes
-    /// - seq: `[B, L, Cvae]` → `[B, 3, H, W]`
-    pub fn sequence_to_image(&self, vae: &Vqvae, seq_blc: Tensor<3>) -> Tensor<4> {
+    /// - seq: `[B, L, Cvae]` → `[B, Cvae, HW, HW]`
+    pub fn sequence_to_fhat(&self, vae: &Vqvae, seq_blc: Tensor<3>) -> Tensor<4> {
         let [b, _, cv] = seq_blc.dims();
         let teacher_pns = &self.patch_nums[1..];
         let hw = *teacher_pns.last().expect("validated");
@@ -263,7 +285,15 @@ impl DdModel {
             f_hat = vae.quantize.next_input(si, f_hat, h_bchw).0;
             cur += pn * pn;
         }
-        (vae.fhat_to_img(f_hat) + 1.0) * 0.5
+        f_hat
+    }
+
+    /// Assembles f_hat from a token-vector sequence and decodes it to [0, 1].
+    ///
+    /// # Shapes
+    /// - seq: `[B, L, Cvae]` → `[B, 3, H, W]`
+    pub fn sequence_to_image(&self, vae: &Vqvae, seq_blc: Tensor<3>) -> Tensor<4> {
+        (vae.fhat_to_img(self.sequence_to_fhat(vae, seq_blc)) + 1.0) * 0.5
     }
 }
 

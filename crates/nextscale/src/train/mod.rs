@@ -1,8 +1,9 @@
 //! Training building blocks, device-generic and free of I/O: the losses of the VQ-VAE
-//! tokenizer and the VAR teacher, the learning-rate schedule, codebook-usage tracking and
+//! tokenizer, the VAR teacher and the Distilled-Decoding student, the learning-rate schedule, codebook-usage tracking and
 //! export of trained parameters under their official names. The optimizer loop, files and
 //! progress bars live in the CLI.
 
+pub mod distill;
 pub mod schedule;
 pub mod state;
 pub mod var;

@@ -3,14 +3,25 @@
 //! [`Generation::next_event`] advances one scale per call and yields an [`Event`]; callers
 //! stream previews as they land and cancel by dropping the generation. Tensors are read back
 //! with `into_data_async`, so the same code runs in a browser on WebGPU.
+//!
+//! Besides the teacher's scale-by-scale [`Mode::Var`], a generation can run the
+//! Distilled-Decoding student ([`Mode::Dd1`], [`Mode::Dd2`], in [`dd`]) or the naive
+//! one-pass baseline ([`Mode::Parallel`], in [`parallel`]); each of their steps is an event.
+
+mod dd;
+mod parallel;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use web_time::Instant;
 
+use crate::dd::flow::FlowMap;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::preview::{RgbaImage, fast_preview, to_rgba};
-use crate::sampler::{SamplingOptions, TokenRng, cfg_weight, guide, gumbel_soft, sample_token};
+use crate::sampler::{
+    SamplingOptions, TokenRng, cfg_weight, dd_noise, guide, gumbel_soft, sample_token, softmax,
+    top_k_mask, top_p_mask,
+};
 use crate::var::{KvCache, Modulations};
 
 /// Largest batch a request may ask for.
@@ -28,6 +39,45 @@ pub enum PreviewMode {
     Full,
 }
 
+/// Which sampler produces the tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The VAR teacher, one transformer pass per scale (an event per scale).
+    #[default]
+    Var,
+    /// The Distilled-Decoding student in one pass.
+    Dd1,
+    /// The student in two passes; the first pass's image is the preview.
+    Dd2,
+    /// The naive baseline: the teacher predicts every scale in one pass from an empty
+    /// f_hat and every token is sampled independently.
+    Parallel,
+}
+
+impl Mode {
+    /// Parses `var`, `dd1`, `dd2` or `parallel`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "var" => Ok(Self::Var),
+            "dd1" => Ok(Self::Dd1),
+            "dd2" => Ok(Self::Dd2),
+            "parallel" => Ok(Self::Parallel),
+            other => Err(Error::BadRequest(format!(
+                "unknown mode `{other}` (expected var, dd1, dd2 or parallel)"
+            ))),
+        }
+    }
+
+    /// Student passes of a DD mode (0 for the others).
+    pub fn dd_steps(self) -> usize {
+        match self {
+            Self::Dd1 => 1,
+            Self::Dd2 => 2,
+            Self::Var | Self::Parallel => 0,
+        }
+    }
+}
+
 /// One generation request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateRequest {
@@ -41,6 +91,8 @@ pub struct GenerateRequest {
     pub sampling: SamplingOptions,
     /// Per-scale preview.
     pub preview: PreviewMode,
+    /// The sampler.
+    pub mode: Mode,
 }
 
 impl GenerateRequest {
@@ -57,6 +109,7 @@ impl GenerateRequest {
                 more_smooth: false,
             },
             preview: PreviewMode::Fast,
+            mode: Mode::Var,
         }
     }
 
@@ -81,6 +134,21 @@ impl GenerateRequest {
         }
         if self.seed.checked_add(self.labels.len() as u64).is_none() {
             return bad(format!("seed {} overflows with the batch size", self.seed));
+        }
+        let steps = self.mode.dd_steps();
+        if steps > 0 {
+            match (&model.dd, &model.config.dd) {
+                (Some(_), Some(dd)) if dd.t_list.len() >= steps => {}
+                (Some(_), Some(dd)) => {
+                    return bad(format!(
+                        "the student has {} step(s) in its t_list; {steps} asked",
+                        dd.t_list.len()
+                    ));
+                }
+                _ => {
+                    return bad("this model has no Distilled-Decoding student; use mode var".into());
+                }
+            }
         }
         Ok(())
     }
@@ -143,6 +211,10 @@ pub struct Generation<'m> {
     started: Instant,
     timings: Timings,
     finished: bool,
+    /// Ψ and each image's noise, when tokens follow the flow map instead of sampling.
+    flow: Option<(FlowMap, Vec<Vec<f32>>)>,
+    /// The student's state in a DD mode.
+    dd: Option<dd::DdState>,
 }
 
 impl<'m> Generation<'m> {
@@ -185,13 +257,37 @@ impl<'m> Generation<'m> {
             started: Instant::now(),
             timings: Timings::default(),
             finished: false,
+            flow: None,
+            dd: dd::DdState::new(model, &request)?,
             request,
         })
     }
 
-    /// Number of scales.
+    /// Picks every teacher token with the flow map Ψ (`steps` Euler steps) from the
+    /// guided, masked distribution and image i's noise [`dd_noise`]`(seed + i)`, instead
+    /// of sampling: the deterministic noise → tokens map that Distilled Decoding learns.
+    pub async fn with_flow(mut self, steps: usize) -> Result<Self> {
+        if self.request.mode != Mode::Var {
+            return Err(Error::BadRequest(
+                "the flow map drives the VAR teacher only".into(),
+            ));
+        }
+        let config = &self.model.config;
+        let codebook = read_f32(self.model.vae.quantize.embedding.weight.val()).await?;
+        let noise = (0..self.request.labels.len() as u64)
+            .map(|i| dd_noise(self.request.seed + i, config.seq_len(), config.cvae))
+            .collect();
+        self.flow = Some((FlowMap::new(&codebook, config.cvae, steps), noise));
+        Ok(self)
+    }
+
+    /// Number of events before the final one: scales for VAR, passes otherwise.
     pub fn num_scales(&self) -> usize {
-        self.model.config.patch_nums.len()
+        match self.request.mode {
+            Mode::Var => self.model.config.patch_nums.len(),
+            Mode::Dd1 | Mode::Dd2 => self.request.mode.dd_steps(),
+            Mode::Parallel => 1,
+        }
     }
 
     /// Runs the next scale (or the final decode) and returns its event; `None` when done.
@@ -214,7 +310,11 @@ impl<'m> Generation<'m> {
             return self.finish().await.map(Some);
         }
         let t0 = Instant::now();
-        let (tokens, f_hat) = self.step().await?;
+        let (tokens, f_hat) = match self.request.mode {
+            Mode::Var => self.step().await?,
+            Mode::Dd1 | Mode::Dd2 => self.dd_step().await?,
+            Mode::Parallel => self.parallel_step().await?,
+        };
         self.timings.scale_ms.push(ms_since(t0));
         let t1 = Instant::now();
         let preview = self.preview(f_hat.clone()).await?;
@@ -263,6 +363,7 @@ impl<'m> Generation<'m> {
         let ratio = si as f64 / (sn - 1) as f64;
         let opts = self.request.sampling;
         let cvae = config.cvae;
+        let offset = self.model.var.begin_ends()[si].0;
         let mut tokens = vec![Vec::with_capacity(l); b];
         let mut soft = Vec::new();
         for (bi, (rng, toks)) in self.rngs.iter_mut().zip(tokens.iter_mut()).enumerate() {
@@ -274,7 +375,16 @@ impl<'m> Generation<'m> {
                     let ustart = ((b + bi) * l + li) * v;
                     guide(&mut row, &logits[ustart..ustart + v], t);
                 }
-                toks.push(sample_token(&mut row, &opts, rng) as u32);
+                let token = match &self.flow {
+                    Some((map, noise)) => {
+                        top_k_mask(&mut row, opts.top_k);
+                        top_p_mask(&mut row, opts.top_p);
+                        let at = (offset + li) * cvae;
+                        map.token(&noise[bi][at..at + cvae], &softmax(&row))
+                    }
+                    None => sample_token(&mut row, &opts, rng),
+                };
+                toks.push(token as u32);
                 rows.push(row);
             }
             if opts.more_smooth {
