@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole native training pipeline on CPU (flex autodiff), as used for the bundled model:
-# data → VQ-VAE tokenizer → VAR teacher (exported to web/public/models/emoji32.safetensors)
-# → evaluator classifier → evaluation. Every stage resumes from its run directory, so the
-# script can be stopped and started again. Step counts can be overridden from the
-# environment (VQVAE_STEPS, VAR_STEPS, CLASSIFIER_STEPS).
+# data → VQ-VAE tokenizer → VAR teacher → Distilled-Decoding pairs (the teacher driven by
+# the flow map Ψ) → DD student (teacher + student exported to
+# web/public/models/emoji32.safetensors) → evaluator classifier → evaluation of every mode.
+# Every stage resumes from its run directory or output file, so the script can be stopped
+# and started again. Step counts can be overridden from the environment (VQVAE_STEPS,
+# VAR_STEPS, DD_PAIRS, DD_STEPS, CLASSIFIER_STEPS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,8 +13,14 @@ scripts/prepare-data.sh
 bin=target/release/nextscale
 time "$bin" train-vqvae --steps "${VQVAE_STEPS:-1000}" --out runs/vqvae
 time "$bin" train-var --steps "${VAR_STEPS:-1500}" --lr 8e-4 --out runs/var \
-  --vqvae runs/vqvae/checkpoint.safetensors --export web/public/models/emoji32.safetensors
+  --vqvae runs/vqvae/checkpoint.safetensors --export runs/var/teacher.safetensors
+time "$bin" distill-data --model runs/var/teacher.safetensors --count "${DD_PAIRS:-10240}" \
+  --out data/distill.safetensors
+time "$bin" distill --teacher runs/var/teacher.safetensors --data data/distill.safetensors \
+  --steps "${DD_STEPS:-1200}" --out runs/dd --export web/public/models/emoji32.safetensors
 if [ ! -f models/emoji32-classifier.safetensors ]; then
   time "$bin" train-classifier --steps "${CLASSIFIER_STEPS:-500}" --batch 32
 fi
-"$bin" eval --per-class 32 --json runs/eval-var.json
+for mode in var dd1 dd2 parallel; do
+  "$bin" eval --per-class 32 --mode "$mode" --json "runs/eval-$mode.json"
+done

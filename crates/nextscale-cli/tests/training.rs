@@ -1,6 +1,7 @@
 //! The training pipeline end to end on a tiny synthetic data set: data-set errors,
 //! VQ-VAE training with a resume, VAR training with export, sampling from the exported
-//! model, the evaluator's classifier and `eval`. Few steps: this checks the plumbing and
+//! model, the evaluator's classifier and `eval`; then Distilled Decoding: pairs from the
+//! teacher with Ψ (resumed), the student (resumed, exported) and sampling in its modes. Few steps: this checks the plumbing and
 //! the file formats, not sample quality (the README reports that, with its commands).
 
 mod common;
@@ -214,4 +215,107 @@ fn train_resume_export_sample_and_eval() {
     let acc = eval["conditional_accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc));
     assert!(eval["fd"].as_f64().unwrap() >= -1e-9);
+
+    // Distilled Decoding on the exported teacher.
+    let teacher_only = nextscale(&[
+        "sample",
+        "--model",
+        p(&model),
+        "--class",
+        "1",
+        "--mode",
+        "dd1",
+        "--out",
+        p(&out),
+    ]);
+    assert!(!teacher_only.status.success());
+    assert!(
+        String::from_utf8_lossy(&teacher_only.stderr).contains("no Distilled-Decoding student")
+    );
+    let pairs = dir.path().join("pairs.safetensors");
+    let pairs_args = [
+        "distill-data",
+        "--model",
+        p(&model),
+        "--out",
+        p(&pairs),
+        "--batch",
+        "4",
+        "--flow-steps",
+        "8",
+    ];
+    ok(&[&pairs_args[..], &["--count", "4"]].concat());
+    let text = ok(&[&pairs_args[..], &["--count", "6"]].concat());
+    assert!(
+        text.contains("extending") && text.contains("from 4 pairs"),
+        "{text}"
+    );
+    assert!(text.contains("6 pairs"), "{text}");
+    let changed = nextscale(&[&pairs_args[..], &["--count", "8", "--cfg", "3"]].concat());
+    assert!(
+        !changed.status.success(),
+        "other settings must not extend the file"
+    );
+
+    let dd = dir.path().join("dd");
+    let student = dir.path().join("student.safetensors");
+    let dd_args = [
+        "distill",
+        "--teacher",
+        p(&model),
+        "--data",
+        p(&pairs),
+        "--out",
+        p(&dd),
+        "--batch",
+        "3",
+        "--loss-split-t",
+        "3",
+        "--t-list",
+        "0,3",
+    ];
+    ok(&[
+        &dd_args[..],
+        &[
+            "--steps",
+            "2",
+            "--checkpoint-every",
+            "2",
+            "--sample-every",
+            "2",
+        ],
+    ]
+    .concat());
+    assert!(
+        dd.join("samples_dd1_000002.png").exists() && dd.join("samples_dd2_000002.png").exists()
+    );
+    let text = ok(&[&dd_args[..], &["--steps", "3", "--export", p(&student)]].concat());
+    assert!(
+        text.contains("resuming") && text.contains("at step 2"),
+        "{text}"
+    );
+    let csv = std::fs::read_to_string(dd.join("loss.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header + 3 steps:\n{csv}");
+    let text = ok(&["inspect", p(&student)]);
+    assert!(text.contains("loss_split_t 3, t_list [0, 3]"), "{text}");
+    for mode in ["dd1", "dd2", "parallel"] {
+        let out = dir.path().join(mode);
+        ok(&[
+            "sample",
+            "--model",
+            p(&student),
+            "--class",
+            "1",
+            "--count",
+            "2",
+            "--mode",
+            mode,
+            "--out",
+            p(&out),
+        ]);
+        assert!(
+            out.join("class_1_0.png").exists() && out.join("class_1_1.png").exists(),
+            "{mode}"
+        );
+    }
 }

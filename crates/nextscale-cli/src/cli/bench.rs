@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use nextscale::ModelConfig;
 use nextscale::model::Model;
-use nextscale::pipeline::{Event, GenerateRequest, Generation, PreviewMode, Timings};
+use nextscale::pipeline::{Event, GenerateRequest, Generation, Mode, PreviewMode, Timings};
 use serde::Serialize;
 
 use super::{Backend, SamplingArgs, load, progress};
@@ -44,9 +44,11 @@ pub struct BenchArgs {
 struct Report {
     model: String,
     backend: String,
+    mode: String,
     batch: usize,
     runs: usize,
-    /// Median per scale (transformer + sampling + f_hat update), ms.
+    /// Median per scale (transformer + sampling + f_hat update), ms; per network pass in the
+    /// one/two-step modes.
     scale_ms: Vec<f64>,
     /// Median of the summed scales, ms.
     transformer_ms: f64,
@@ -93,6 +95,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         cfg: args.sampling.cfg,
         sampling: args.sampling.options(false),
         preview: PreviewMode::None,
+        mode: args.sampling.mode(),
     };
     let bar = progress::bar((args.warmup + args.runs) as u64, "benchmark");
     let mut timings: Vec<Timings> = Vec::new();
@@ -107,10 +110,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let scales = model.config.patch_nums.len();
+    let scales = timings.first().map_or(0, |t| t.scale_ms.len());
+    let mode = args.sampling.mode();
     let report = Report {
         model: name,
         backend: format!("{:?}", args.backend).to_lowercase(),
+        mode: format!("{mode:?}").to_lowercase(),
         batch: args.batch,
         runs: args.runs,
         scale_ms: (0..scales)
@@ -125,9 +130,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} on {} — batch {}, cfg {}, top-k {}, top-p {}, median of {} runs after {} warm-up",
+            "{} on {}, mode {} — batch {}, cfg {}, top-k {}, top-p {}, median of {} runs after {} warm-up",
             report.model,
             report.backend,
+            report.mode,
             args.batch,
             args.sampling.cfg,
             args.sampling.top_k,
@@ -135,13 +141,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             args.runs,
             args.warmup
         );
-        for (si, (ms, pn)) in report
-            .scale_ms
-            .iter()
-            .zip(&model.config.patch_nums)
-            .enumerate()
-        {
-            println!("  scale {:>2} ({pn:>2}×{pn:<2}) {ms:>9.1} ms", si + 1);
+        for (si, ms) in report.scale_ms.iter().enumerate() {
+            match (mode, model.config.patch_nums.get(si)) {
+                (Mode::Var, Some(pn)) => {
+                    println!("  scale {:>2} ({pn:>2}×{pn:<2}) {ms:>9.1} ms", si + 1)
+                }
+                _ => println!("  pass {:>2}             {ms:>9.1} ms", si + 1),
+            }
         }
         let total = report.total_ms;
         println!(

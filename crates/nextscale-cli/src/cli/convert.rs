@@ -120,6 +120,25 @@ fn read_state_dict(path: &Path, prefix: &str, into: &mut StateDict) -> Result<()
     Ok(())
 }
 
+/// The model file of several state dicts (`vae.`, `var.`, `dd.` tensors) and a config.
+pub fn merged_model_bytes(
+    config: &nextscale::ModelConfig,
+    parts: &[&StateDict],
+    dtype: StoreDtype,
+) -> Result<Vec<u8>> {
+    let mut all = StateDict::new();
+    for part in parts {
+        all.extend(part.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    model_bytes(&all, &config.to_json(), dtype)
+}
+
+/// A model on the host device from state dicts (for sample grids while training).
+pub fn host_model(config: &nextscale::ModelConfig, parts: &[&StateDict]) -> Result<Model> {
+    let bytes = merged_model_bytes(config, parts, StoreDtype::F32)?;
+    Ok(Model::from_safetensors(&bytes, &Device::flex())?)
+}
+
 /// Serialises a state dict and config as a model file.
 pub fn model_bytes(state: &StateDict, config_json: &str, dtype: StoreDtype) -> Result<Vec<u8>> {
     let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), config_json.to_string())]);

@@ -131,6 +131,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             request.cfg = args.sampling.cfg;
             request.sampling = args.sampling.options(false);
             request.preview = PreviewMode::None;
+            request.mode = args.sampling.mode();
             let mut generation = Generation::new(&model, request)?;
             while let Some(event) = pollster::block_on(generation.next_event())? {
                 if let Event::Done { image01, .. } = event {

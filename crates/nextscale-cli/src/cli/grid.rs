@@ -7,7 +7,7 @@ use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
 use nextscale::model::Model;
-use nextscale::pipeline::{Event, GenerateRequest, Generation, PreviewMode};
+use nextscale::pipeline::{Event, GenerateRequest, Generation, Mode, PreviewMode};
 
 use super::train::write_grid;
 use super::{DEFAULT_MODEL, SamplingArgs, load};
@@ -41,6 +41,7 @@ pub fn run(args: GridArgs) -> Result<ExitCode> {
         let mut r = GenerateRequest::new(Some(class), args.per_class, args.seed);
         r.cfg = args.sampling.cfg;
         r.sampling = args.sampling.options(false);
+        r.mode = args.sampling.mode();
         r
     };
     grid_of(&model, &args.out, args.per_class, args.zoom, request)?;
@@ -48,10 +49,13 @@ pub fn run(args: GridArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `per_class` samples of every class with the default options, one row per class.
-pub fn sample_grid(model: &Model, path: &Path, per_class: usize) -> Result<()> {
+/// `per_class` samples of every class with the default options in `mode`, one row per
+/// class.
+pub fn sample_grid(model: &Model, path: &Path, per_class: usize, mode: Mode) -> Result<()> {
     grid_of(model, path, per_class, 2, |class| {
-        GenerateRequest::new(Some(class), per_class, 0)
+        let mut r = GenerateRequest::new(Some(class), per_class, 0);
+        r.mode = mode;
+        r
     })
 }
 

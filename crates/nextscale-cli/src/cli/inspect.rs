@@ -12,7 +12,7 @@ use super::load;
 pub fn run(path: &Path) -> Result<ExitCode> {
     let model = load::model(path, &Device::flex())?;
     let c = &model.config;
-    let (vae, var) = model.num_params();
+    let (vae, var, dd) = model.num_params();
     println!("model       {}", path.display());
     println!(
         "image       {0}×{0} px, latent {1}×{1}, Cvae {2}, V {3}",
@@ -33,7 +33,19 @@ pub fn run(path: &Path) -> Result<ExitCode> {
         "var         depth {} width {} heads {} mlp_ratio {} shared_aln {} attn_l2_norm {}",
         c.depth, c.embed_dim, c.num_heads, c.mlp_ratio, c.shared_aln, c.attn_l2_norm
     );
-    println!("parameters  vae {vae} + var {var} = {}", vae + var);
+    println!(
+        "parameters  vae {vae} + var {var} + dd {dd} = {}",
+        vae + var + dd
+    );
+    match &c.dd {
+        Some(d) => println!(
+            "distilled   student with loss_split_t {}, t_list {:?} (modes var, dd1{})",
+            d.loss_split_t,
+            d.t_list,
+            if d.t_list.len() > 1 { ", dd2" } else { "" }
+        ),
+        None => println!("distilled   no student (mode var only)"),
+    }
     println!(
         "preview     {}",
         if c.preview.is_some() {

@@ -3,6 +3,8 @@
 mod bench;
 mod convert;
 mod data;
+mod distill;
+mod distill_data;
 mod eval;
 mod grid;
 mod inspect;
@@ -21,6 +23,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nextscale::SamplingOptions;
+use nextscale::pipeline::Mode;
 
 /// The model `sample` uses when `--model` is not given.
 pub const DEFAULT_MODEL: &str = "web/public/models/emoji32.safetensors";
@@ -51,7 +54,21 @@ pub enum PreviewArg {
     Full,
 }
 
-/// Guidance and sampling options shared by `sample` and `bench` (official defaults).
+/// Which sampler generates the tokens.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeArg {
+    /// The VAR teacher, scale by scale.
+    Var,
+    /// The Distilled-Decoding student, one step.
+    Dd1,
+    /// The Distilled-Decoding student, two steps.
+    Dd2,
+    /// The naive baseline: every scale from one teacher pass, tokens sampled independently.
+    Parallel,
+}
+
+/// Guidance, sampling and mode options shared by `sample`, `bench` and `eval` (official
+/// defaults).
 #[derive(Args, Debug, Clone, Copy)]
 pub struct SamplingArgs {
     /// Classifier-free guidance strength.
@@ -63,6 +80,9 @@ pub struct SamplingArgs {
     /// Nucleus sampling mass (0: off).
     #[arg(long, default_value_t = 0.96)]
     pub top_p: f64,
+    /// Sampler (dd1/dd2 need a model file with a distilled student).
+    #[arg(long, value_enum, default_value_t = ModeArg::Var)]
+    pub mode: ModeArg,
 }
 
 impl SamplingArgs {
@@ -72,6 +92,16 @@ impl SamplingArgs {
             top_k: self.top_k,
             top_p: self.top_p,
             more_smooth,
+        }
+    }
+
+    /// The core's mode.
+    pub fn mode(&self) -> Mode {
+        match self.mode {
+            ModeArg::Var => Mode::Var,
+            ModeArg::Dd1 => Mode::Dd1,
+            ModeArg::Dd2 => Mode::Dd2,
+            ModeArg::Parallel => Mode::Parallel,
         }
     }
 }
@@ -100,6 +130,10 @@ enum Command {
     TrainVqvae(train_vqvae::TrainVqvaeArgs),
     /// Train the VAR teacher on a trained tokenizer (resumable) and export the model file.
     TrainVar(train_var::TrainVarArgs),
+    /// Run the teacher with the flow map Ψ and store (noise, tokens) pairs for `distill`.
+    DistillData(distill_data::DistillDataArgs),
+    /// Train the Distilled-Decoding student from the teacher's pairs (resumable).
+    Distill(distill::DistillArgs),
     /// Train the evaluator's classifier on the real training split.
     TrainClassifier(train_classifier::TrainClassifierArgs),
     /// Score a generator: conditional accuracy, FD, KID, precision/recall, memorisation.
@@ -120,6 +154,8 @@ pub fn main() -> ExitCode {
         Command::Data(args) => data::run(args),
         Command::TrainVqvae(args) => train_vqvae::run(args),
         Command::TrainVar(args) => train_var::run(args),
+        Command::DistillData(args) => distill_data::run(args),
+        Command::Distill(args) => distill::run(args),
         Command::TrainClassifier(args) => train_classifier::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Grid(args) => grid::run(args),

@@ -90,6 +90,7 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
                 (true, PreviewArg::Fast) => PreviewMode::Fast,
                 (true, PreviewArg::Full) => PreviewMode::Full,
             },
+            mode: args.sampling.mode(),
         };
         let mut generation = Generation::new(&model, request)?;
         while let Some(event) = pollster::block_on(generation.next_event())? {

@@ -6,15 +6,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use burn::optim::ModuleOptimizer;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::tensor::Device;
+use indicatif::ProgressBar;
 use nextscale::config::CONFIG_METADATA_KEY;
 use nextscale::preview::RgbaImage;
 use nextscale::train::StateDict;
-use nextscale::weights::WeightFile;
+use nextscale::weights::{ParamNames, ParamSource, WeightFile};
 use plotters::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::convert::{StoreDtype, state_bytes};
+use super::progress;
 
 /// Metadata key of the [`TrainState`] JSON in a checkpoint.
 pub const TRAIN_METADATA_KEY: &str = "nextscale.train";
@@ -26,6 +32,65 @@ pub struct TrainState {
     pub step: usize,
     /// Parameter ids by full name, matching the saved optimizer state.
     pub param_ids: BTreeMap<String, u64>,
+}
+
+/// Options every model-training command shares.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Seed of the new parameters and of the batches.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 250)]
+    pub checkpoint_every: usize,
+    /// Steps between sample grids (one row per class).
+    #[arg(long, default_value_t = 500)]
+    pub sample_every: usize,
+    /// Model file written at the end (every network, config, class names, preview matrix).
+    #[arg(long)]
+    pub export: Option<PathBuf>,
+    /// Storage dtype of the exported model file.
+    #[arg(long, value_enum, default_value_t = StoreDtype::F16)]
+    pub dtype: StoreDtype,
+    /// Start over even if the run directory holds a checkpoint.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+impl RunArgs {
+    /// Whether step `done` (1-based) of `total` ends with a checkpoint.
+    pub fn checkpoint_due(&self, done: usize, total: usize) -> bool {
+        done.is_multiple_of(self.checkpoint_every.max(1)) || done == total
+    }
+
+    /// Whether step `done` (1-based) of `total` ends with a sample grid.
+    pub fn samples_due(&self, done: usize, total: usize) -> bool {
+        done.is_multiple_of(self.sample_every.max(1)) || done == total
+    }
+}
+
+/// The VAR recipe's optimizer, for the teacher and the student: AdamW with β₂ 0.95,
+/// weight decay 0.05 and gradient clipping at norm 2.
+pub fn transformer_optimizer() -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_beta_2(0.95)
+        .with_weight_decay(0.05)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(2.0)))
+        .init()
+}
+
+/// Records a finished step: its loss row in the log, the bar's message and position.
+pub fn record_step(
+    bar: &ProgressBar,
+    log: &mut LossLog,
+    step: usize,
+    message: String,
+    row: Vec<f64>,
+) {
+    bar.set_message(message);
+    log.push(step, row);
+    bar.inc(1);
+    progress::log_step(bar);
 }
 
 /// A training run's output directory.
@@ -122,6 +187,48 @@ impl RunDir {
             .load(self.optimizer_path())
             .map_err(|e| anyhow::anyhow!("loading optimizer state: {e:?}"))
     }
+
+    /// Rebuilds a module from checkpoint `ck` (its tensors under `prefix`, with the saved
+    /// parameter ids) and restores the optimizer state saved with it.
+    pub fn resume<M>(
+        &self,
+        ck: &Checkpoint,
+        prefix: &str,
+        device: &Device,
+        optim: ModuleOptimizer,
+        build: impl FnOnce(&mut ParamSource) -> nextscale::Result<M>,
+    ) -> Result<Resumed<M>> {
+        let file = WeightFile::parse(&ck.bytes)?;
+        let mut src = ParamSource::load(&file, prefix, device).with_ids(ck.state.param_ids.clone());
+        let module = build(&mut src)?;
+        let names = src.names().clone();
+        src.finish()?;
+        let optim = self.load_optimizer(optim)?;
+        println!("resuming {} at step {}", self.dir.display(), ck.state.step);
+        Ok(Resumed {
+            module,
+            names,
+            step: ck.state.step,
+            optim,
+        })
+    }
+}
+
+/// A module restored by [`RunDir::resume`].
+pub struct Resumed<M> {
+    /// The module with the checkpoint's values.
+    pub module: M,
+    /// Its parameter names and ids.
+    pub names: ParamNames,
+    /// Steps done.
+    pub step: usize,
+    /// The optimizer with its saved state.
+    pub optim: ModuleOptimizer,
+}
+
+/// The random stream of one step, independent of where a run resumed.
+pub fn step_rng(seed: u64, step: usize) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64)
 }
 
 /// Reads every tensor of a safetensors file under `prefix` as f32.
@@ -254,4 +361,127 @@ pub fn write_grid(path: &Path, images: &[RgbaImage], cols: usize, zoom: usize) -
     }
     grid.save(path)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::optim::{AdamWConfig, GradientsParams};
+    use burn::tensor::{Device, Int, Tensor, TensorData};
+    use nextscale::ModelConfig;
+    use nextscale::dd::DdModel;
+    use nextscale::model::VAR_PREFIX;
+    use nextscale::train::distill::dd_loss;
+    use nextscale::train::state_dict;
+    use nextscale::train::var::var_loss;
+    use nextscale::train::vqvae::vqvae_loss;
+    use nextscale::var::Var;
+    use nextscale::vqvae::Vqvae;
+    use nextscale::weights::{ParamSource, WeightFile};
+    use rand::Rng;
+
+    use super::*;
+    use crate::cli::convert::model_bytes;
+
+    fn normals<const D: usize>(
+        rng: &mut ChaCha8Rng,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Tensor<D> {
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+
+    fn ints<const D: usize>(
+        rng: &mut ChaCha8Rng,
+        shape: [usize; D],
+        max: i64,
+        device: &Device,
+    ) -> Tensor<D, Int> {
+        let n = shape.iter().product();
+        let v: Vec<i64> = (0..n).map(|_| rng.random_range(0..max)).collect();
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+
+    /// Loss before and after one AdamW step on the same batch.
+    fn step_lowers<M: burn::module::Module>(
+        module: M,
+        loss: impl Fn(&M) -> Tensor<1>,
+    ) -> (f32, f32) {
+        let mut optim = AdamWConfig::new().init();
+        let before = loss(&module);
+        let b = before.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(before.backward(), &module);
+        let module = optim.step(1e-3, module, grads);
+        (b, loss(&module).into_scalar::<f32>())
+    }
+
+    #[test]
+    fn one_step_lowers_every_stage_loss_on_a_fixed_batch() {
+        let device = Device::flex().autodiff();
+        let config = ModelConfig::emoji32_tiny(3);
+        let mut rng = step_rng(7, 0);
+        let mut src = ParamSource::random(0, &device);
+
+        let vae = Vqvae::new(&mut src, &config).unwrap();
+        let img = normals(&mut rng, [4, 3, 32, 32], &device);
+        let (b, a) = step_lowers(vae, |vae| vqvae_loss(vae, img.clone()).total);
+        assert!(a < b, "VQ-VAE loss {b} → {a}");
+
+        let var = Var::new(&mut src, &config).unwrap();
+        let l = config.seq_len();
+        let labels = ints(&mut rng, [4], 3, &device);
+        let x = normals(&mut rng, [4, l - 1, config.cvae], &device);
+        let target = ints(&mut rng, [4, l], config.vocab_size as i64, &device);
+        let (b, a) = step_lowers(var, |var| {
+            var_loss(var, labels.clone(), x.clone(), target.clone()).0
+        });
+        assert!(a < b, "VAR loss {b} → {a}");
+
+        let codebook = normals(&mut rng, [config.vocab_size, config.cvae], &device) * 0.1;
+        let noise = normals(&mut rng, [4, l, config.cvae], &device);
+        for t in [0, 3] {
+            let mut src = ParamSource::random(t as u64, &device);
+            let dd = DdModel::new(&mut src, &config, 3).unwrap();
+            let (b, a) = step_lowers(dd, |dd| {
+                dd_loss(
+                    dd,
+                    codebook.clone(),
+                    labels.clone(),
+                    noise.clone(),
+                    target.clone(),
+                    t,
+                    1.0,
+                )
+                .unwrap()
+                .loss
+            });
+            assert!(a < b, "DD loss at t={t}: {b} → {a}");
+        }
+    }
+
+    #[test]
+    fn checkpoint_round_trip_gives_identical_outputs() {
+        let device = Device::flex();
+        let config = ModelConfig::emoji32_tiny(3);
+        let mut src = ParamSource::random(3, &device).with_prefix(VAR_PREFIX);
+        let var = Var::new(&mut src, &config).unwrap();
+        let state = state_dict(&var, src.names()).unwrap();
+        let bytes = model_bytes(&state, &config.to_json(), StoreDtype::F32).unwrap();
+        let file = WeightFile::parse(&bytes).unwrap();
+        let mut loaded_src = ParamSource::load(&file, VAR_PREFIX, &device);
+        let loaded = Var::new(&mut loaded_src, &config).unwrap();
+        loaded_src.finish().unwrap();
+        let mut rng = step_rng(1, 0);
+        let l = config.seq_len();
+        let labels = ints(&mut rng, [2], 3, &device);
+        let x = normals(&mut rng, [2, l - 1, config.cvae], &device);
+        let a: Vec<f32> = var
+            .forward(labels.clone(), x.clone())
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let b: Vec<f32> = loaded.forward(labels, x).into_data().try_to_vec().unwrap();
+        assert_eq!(a, b);
+    }
 }

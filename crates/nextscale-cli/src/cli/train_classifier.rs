@@ -18,7 +18,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::convert::{StoreDtype, state_bytes};
-use super::train_vqvae::step_rng;
+use super::train::step_rng;
 use super::{load, progress};
 
 /// Metadata key of the [`ClassifierInfo`] JSON in a classifier file.

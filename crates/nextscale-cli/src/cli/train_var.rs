@@ -7,14 +7,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::Args;
 use nextscale::ModelConfig;
 use nextscale::config::CONFIG_METADATA_KEY;
 use nextscale::dataset::{BalancedSampler, Dataset, Split};
 use nextscale::model::{Model, VAE_PREFIX, VAR_PREFIX};
+use nextscale::pipeline::Mode;
 use nextscale::preview::fit_preview_from;
 use nextscale::train::var::{TokenCache, var_loss};
 use nextscale::train::{LrSchedule, StateDict, state_dict};
@@ -23,10 +23,11 @@ use nextscale::vqvae::Vqvae;
 use nextscale::weights::{ParamSource, WeightFile};
 use rand::Rng;
 
-use super::convert::{StoreDtype, model_bytes};
+use super::convert::{StoreDtype, host_model, merged_model_bytes};
 use super::grid::sample_grid;
-use super::train::{LossLog, RunDir, TrainState, read_state};
-use super::train_vqvae::step_rng;
+use super::train::{
+    LossLog, RunArgs, RunDir, TrainState, read_state, record_step, step_rng, transformer_optimizer,
+};
 use super::{load, progress};
 
 /// Options of `nextscale train-var`.
@@ -53,24 +54,8 @@ pub struct TrainVarArgs {
     /// Share of labels replaced by the null class (for classifier-free guidance).
     #[arg(long, default_value_t = 0.1)]
     label_drop: f64,
-    /// Seed of the initialisation and of the batches.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Steps between checkpoints.
-    #[arg(long, default_value_t = 250)]
-    checkpoint_every: usize,
-    /// Steps between sample grids (one row per class).
-    #[arg(long, default_value_t = 500)]
-    sample_every: usize,
-    /// Model file written at the end (VQ-VAE + VAR, config, class names, preview matrix).
-    #[arg(long)]
-    export: Option<PathBuf>,
-    /// Storage dtype of the exported model file.
-    #[arg(long, value_enum, default_value_t = StoreDtype::F16)]
-    dtype: StoreDtype,
-    /// Start over even if the run directory holds a checkpoint.
-    #[arg(long)]
-    fresh: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 /// Runs `nextscale train-var`.
@@ -109,25 +94,16 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
 
     let device = Device::flex().autodiff();
     let run = RunDir::create(&args.out)?;
-    let optim_config = AdamWConfig::new()
-        .with_beta_2(0.95)
-        .with_weight_decay(0.05)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(2.0)));
-    let mut optim = optim_config.init();
-    let checkpoint = if args.fresh { None } else { run.load()? };
+    let mut optim = transformer_optimizer();
+    let checkpoint = if args.run.fresh { None } else { run.load()? };
     let (mut var, names, start) = match &checkpoint {
         Some(ck) => {
-            let file = WeightFile::parse(&ck.bytes)?;
-            let mut src =
-                ParamSource::load(&file, VAR_PREFIX, &device).with_ids(ck.state.param_ids.clone());
-            let var = Var::new(&mut src, &config)?;
-            let names = src.names().clone();
-            optim = run.load_optimizer(optim)?;
-            println!("resuming {} at step {}", args.out.display(), ck.state.step);
-            (var, names, ck.state.step)
+            let r = run.resume(ck, VAR_PREFIX, &device, optim, |src| Var::new(src, &config))?;
+            optim = r.optim;
+            (r.module, r.names, r.step)
         }
         None => {
-            let mut src = ParamSource::random(args.seed, &device).with_prefix(VAR_PREFIX);
+            let mut src = ParamSource::random(args.run.seed, &device).with_prefix(VAR_PREFIX);
             let var = Var::new(&mut src, &config)?;
             (var, src.names().clone(), 0)
         }
@@ -150,7 +126,7 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
         run.save(&state_dict(var, &names)?, &config.to_json(), &state, optim)
     };
     for step in start..args.steps {
-        let mut rng = step_rng(args.seed, step);
+        let mut rng = step_rng(args.run.seed, step);
         let idx = sampler.batch(args.batch, &mut rng);
         let labels: Vec<i64> = idx
             .iter()
@@ -177,49 +153,35 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
         }
         let grads = GradientsParams::from_grads(loss.backward(), &var);
         var = optim.step(schedule.at(step), var, grads);
-        bar.set_message(format!("ce {:.3} acc {:.3}", row[0], row[1]));
-        log.push(step, row);
-        bar.inc(1);
-        progress::log_step(&bar);
+        let message = format!("ce {:.3} acc {:.3}", row[0], row[1]);
+        record_step(&bar, &mut log, step, message, row);
         let done = step + 1;
-        if done % args.checkpoint_every == 0 || done == args.steps {
+        if args.run.checkpoint_due(done, args.steps) {
             save(&var, done, &optim)?;
             log.write()?;
         }
-        if done % args.sample_every == 0 || done == args.steps {
-            let model = assemble(&config, &vae_state, &state_dict(&var, &names)?)?;
+        if args.run.samples_due(done, args.steps) {
+            let model = host_model(&config, &[&vae_state, &state_dict(&var, &names)?])?;
             let grid = run.path(&format!("samples_{done:06}.png"));
-            sample_grid(&model, &grid, 8)?;
+            sample_grid(&model, &grid, 8, Mode::Var)?;
             progress::note(&bar, format!("step {done}: wrote {}", grid.display()));
         }
     }
     bar.finish();
-    if let Some(path) = &args.export {
+    if let Some(path) = &args.run.export {
         let ck = run.load()?.context("no checkpoint to export")?;
         let var_state = read_state(&ck.bytes, VAR_PREFIX)?;
         export(
-            &config, &vae, &data, &vae_state, &var_state, path, args.dtype,
+            &config,
+            &vae,
+            &data,
+            &vae_state,
+            &var_state,
+            path,
+            args.run.dtype,
         )?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The model file of the two state dicts.
-fn model_file(
-    config: &ModelConfig,
-    vae: &StateDict,
-    var: &StateDict,
-    dtype: StoreDtype,
-) -> Result<Vec<u8>> {
-    let mut all = vae.clone();
-    all.extend(var.iter().map(|(k, v)| (k.clone(), v.clone())));
-    model_bytes(&all, &config.to_json(), dtype)
-}
-
-/// A model on the host device from the two state dicts.
-fn assemble(config: &ModelConfig, vae: &StateDict, var: &StateDict) -> Result<Model> {
-    let bytes = model_file(config, vae, var, StoreDtype::F32)?;
-    Ok(Model::from_safetensors(&bytes, &Device::flex())?)
 }
 
 /// Writes the model file: both state dicts, the config with class names and attribution,
@@ -243,7 +205,7 @@ fn export(
         pairs.push((f_hat, img_b3hw));
     }
     config.preview = pollster::block_on(fit_preview_from(&pairs, config.derived_downsample()))?;
-    let bytes = model_file(&config, vae_state, var_state, dtype)?;
+    let bytes = merged_model_bytes(&config, &[vae_state, var_state], dtype)?;
     // Round trip: the written file must load.
     Model::from_safetensors(&bytes, &host)?;
     if let Some(dir) = path.parent() {

@@ -17,11 +17,10 @@ use nextscale::train::vqvae::{CodeUsage, vqvae_loss};
 use nextscale::train::{LrSchedule, state_dict};
 use nextscale::vqvae::Vqvae;
 use nextscale::weights::{ParamSource, WeightFile};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use serde::Serialize;
 
-use super::train::{LossLog, RunDir, TrainState, write_grid};
+use super::train::{LossLog, RunDir, TrainState, step_rng, write_grid};
 use super::{load, progress};
 
 /// Options of `nextscale train-vqvae`.
@@ -67,11 +66,6 @@ struct SplitReport {
     perplexity: f64,
 }
 
-/// The random stream of one step, independent of where a run resumed.
-pub fn step_rng(seed: u64, step: usize) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64)
-}
-
 /// Runs `nextscale train-vqvae`.
 pub fn run(args: TrainVqvaeArgs) -> Result<ExitCode> {
     let data = Dataset::from_bytes(&load::read(&args.data)?)
@@ -87,14 +81,9 @@ pub fn run(args: TrainVqvaeArgs) -> Result<ExitCode> {
     let (config, mut vae, names, start) = match &checkpoint {
         Some(ck) => {
             let config = ModelConfig::from_json(&ck.config_json)?;
-            let file = WeightFile::parse(&ck.bytes)?;
-            let mut src =
-                ParamSource::load(&file, "vae.", &device).with_ids(ck.state.param_ids.clone());
-            let vae = Vqvae::new(&mut src, &config)?;
-            let names = src.names().clone();
-            optim = run.load_optimizer(optim)?;
-            println!("resuming {} at step {}", args.out.display(), ck.state.step);
-            (config, vae, names, ck.state.step)
+            let r = run.resume(ck, "vae.", &device, optim, |src| Vqvae::new(src, &config))?;
+            optim = r.optim;
+            (config, r.module, r.names, r.step)
         }
         None => {
             let mut config = ModelConfig::emoji32(data.num_classes());
