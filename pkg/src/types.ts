@@ -6,8 +6,12 @@ export type Backend = 'auto' | 'webgpu' | 'cpu';
 /** What each scale's frame shows: nothing, the nearly free linear preview, or a full decode. */
 export type PreviewMode = 'none' | 'fast' | 'full';
 
-/** Sampling mode: the VAR teacher, or a Distilled-Decoding student in one or two steps. */
-export type Mode = 'var' | 'dd1' | 'dd2';
+/**
+ * Sampling mode: the VAR teacher (a frame per scale), a Distilled-Decoding student in one
+ * or two steps (a frame per step; needs a model file with a student), or the naive
+ * one-pass baseline that samples every scale's tokens independently.
+ */
+export type Mode = 'var' | 'dd1' | 'dd2' | 'parallel';
 
 /** Stable error codes, shared with the Rust engine. */
 export type ErrorCode =
@@ -55,7 +59,7 @@ export interface EngineInfo {
   /** The model config as stored in the file (official VAR hyper-parameters and metadata). */
   config: Record<string, unknown>;
   classNames: string[];
-  /** Number of scales, i.e. frames of a generation. */
+  /** Number of scales, i.e. frames of a `var` generation (other modes: one per step). */
   scales: number;
   imageSize: number;
   modes: Mode[];
@@ -91,7 +95,7 @@ export interface Timings {
 
 /** One image as it sharpens: a preview after each scale, then the final image. */
 export interface Frame {
-  /** 1-based scale index. */
+  /** 1-based scale index (step index in the `dd1`, `dd2` and `parallel` modes). */
   scale: number;
   scales: number;
   width: number;

@@ -5,7 +5,7 @@ import type { Backend, EngineOptions, GenerateOptions, Mode, PreviewMode } from 
 
 const BACKENDS: readonly Backend[] = ['auto', 'webgpu', 'cpu'];
 const PREVIEWS: readonly PreviewMode[] = ['none', 'fast', 'full'];
-const MODES: readonly Mode[] = ['var', 'dd1', 'dd2'];
+const MODES: readonly Mode[] = ['var', 'dd1', 'dd2', 'parallel'];
 
 function bad(message: string): NextscaleError {
   return new NextscaleError('E_BAD_REQUEST', message);

@@ -100,6 +100,26 @@ async function generateChecked(page, shot) {
   return pixels;
 }
 
+function enabledModes(page) {
+  return page.locator('[data-testid=mode-select] option:not([disabled])').evaluateAll((o) => o.map((x) => x.value));
+}
+
+test('the bundled model streams its distilled student: dd2 a preview then the image, dd1 one frame', { timeout: TIMEOUT }, async () => {
+  const { page, problems } = await open(browsers.plain, '?backend=cpu&model=emoji32.safetensors');
+  assert.deepEqual(await enabledModes(page), ['var', 'dd1', 'dd2', 'parallel']);
+  await page.getByTestId('seed-input').fill('5');
+  for (const [mode, frames] of [['dd2', 2], ['dd1', 1], ['parallel', 1]]) {
+    await page.getByTestId('mode-select').selectOption(mode);
+    await generate(page);
+    assert.equal(Number(await page.getByTestId('frame-count').textContent()), frames, mode);
+    assert.equal(await page.locator('#scale-label').textContent(), `step ${frames}/${frames}`, mode);
+    assertNotUniform(await canvasPixels(page));
+    if (SHOTS) await page.screenshot({ path: `${SHOTS}/cpu-${mode}.png`, fullPage: true });
+  }
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
 test('WebGPU: the badge says WebGPU, one frame per scale, a non-uniform image', { timeout: TIMEOUT }, async () => {
   const { page, problems } = await open(browsers.webgpu, '?backend=webgpu');
   assert.match(await page.getByTestId('backend').textContent(), /^WebGPU/);
@@ -121,8 +141,8 @@ test('without WebGPU the CPU fallback is shown and generation completes', { time
   assert.match(badge, /^CPU \(wasm\)/);
   assert.match(badge, /WebGPU/, 'the badge says why WebGPU is not used');
   finalImages.cpu = await generateChecked(page, 'cpu');
-  // This model has no distilled student, so only VAR is offered.
-  assert.deepEqual(await page.locator('[data-testid=mode-select] option:not([disabled])').evaluateAll((o) => o.map((x) => x.value)), ['var']);
+  // This model has no distilled student, so only VAR and the naive baseline are offered.
+  assert.deepEqual(await enabledModes(page), ['var', 'parallel']);
   // The downloaded model is in the Cache API for the next visit.
   const cached = await page.evaluate(async () => (await (await caches.open('nextscale-models-v1')).keys()).map((r) => r.url));
   assert.ok(cached.some((u) => u.endsWith('.safetensors')), `cache holds ${cached}`);

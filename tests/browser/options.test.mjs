@@ -22,6 +22,7 @@ test('generate options', () => {
   const posted = checkGenerateOptions({ classLabel: 3, seed: 7, cfg: 2, topK: 10, topP: 0.5, preview: 'full', mode: 'var', signal });
   assert.deepEqual(posted, { classLabel: 3, seed: 7, cfg: 2, topK: 10, topP: 0.5, preview: 'full', mode: 'var' });
   assert.deepEqual(checkGenerateOptions({ classLabel: null }), { classLabel: null });
+  for (const mode of ['var', 'dd1', 'dd2', 'parallel']) assert.deepEqual(checkGenerateOptions({ mode }), { mode });
   for (const bad of [
     { classLabel: -1 },
     { classLabel: 1.5 },
@@ -33,6 +34,7 @@ test('generate options', () => {
     { topP: 1.5 },
     { preview: 'sometimes' },
     { mode: 'dd3' },
+    { mode: 'DD1' },
     { signal: 'stop' },
   ]) {
     badRequest(() => checkGenerateOptions(bad));

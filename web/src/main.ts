@@ -192,7 +192,12 @@ async function task(body: (engine: Engine, signal: AbortSignal) => Promise<void>
   }
 }
 
-/** One image on the big canvas, with a timeline entry per scale. */
+/** What a frame counts: scales for VAR, network passes for the one/two-step modes. */
+function unitOf(mode: string): string {
+  return mode === 'var' ? 'scale' : 'step';
+}
+
+/** One image on the big canvas, with a timeline entry per scale (or step). */
 async function generate(e: Engine, signal: AbortSignal): Promise<void> {
   ui.timeline.replaceChildren();
   ui.frameCount.textContent = '0';
@@ -203,7 +208,7 @@ async function generate(e: Engine, signal: AbortSignal): Promise<void> {
     draw(ui.canvas, frame);
     frames += 1;
     ui.frameCount.textContent = String(frames);
-    ui.scaleLabel.textContent = `scale ${frame.scale}/${frame.scales}`;
+    ui.scaleLabel.textContent = `${unitOf(ui.mode.value)} ${frame.scale}/${frame.scales}`;
     const step = frame.elapsedMs - last;
     last = frame.elapsedMs;
     const item = document.createElement('li');
@@ -229,7 +234,7 @@ async function batch(e: Engine, signal: AbortSignal): Promise<void> {
   for (const [i, cell] of cells.entries()) {
     for await (const frame of e.generate(options(first + i, signal))) {
       draw(cell.canvas, frame);
-      cell.caption.textContent = `seed ${first + i} · ${frame.final ? `${frame.elapsedMs.toFixed(0)} ms` : `scale ${frame.scale}/${frame.scales}`}`;
+      cell.caption.textContent = `seed ${first + i} · ${frame.final ? `${frame.elapsedMs.toFixed(0)} ms` : `${unitOf(ui.mode.value)} ${frame.scale}/${frame.scales}`}`;
     }
   }
 }

@@ -59,7 +59,7 @@ struct EngineInfo<'a> {
     class_names: Vec<String>,
     scales: usize,
     image_size: usize,
-    modes: [&'static str; 1],
+    modes: Vec<&'static str>,
 }
 
 /// A model loaded on one backend, ready to generate.
@@ -101,14 +101,15 @@ impl Engine {
                 .collect(),
             scales: config.patch_nums.len(),
             image_size: config.image_size,
-            modes: ["var"],
+            modes: request::modes(&self.model),
         };
         info.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(|e| BindingError::from(Error::Backend(e.to_string())).into())
     }
 
-    /// Generates one image. `on_frame(frame)` is called after every scale (with the preview
-    /// the options ask for, or `pixels: null`) and once with the final image
+    /// Generates one image. `on_frame(frame)` is called after every scale (every student
+    /// pass in the `dd1`/`dd2` modes; with the preview the options ask for, or
+    /// `pixels: null`) and once with the final image
     /// (`final: true`). It may return a promise; a result of `false` aborts the generation
     /// with `E_ABORTED`. The returned promise settles when the generation ends.
     pub fn generate(&self, options: JsValue, on_frame: Function) -> Promise {

@@ -1,6 +1,7 @@
 //! The options of one `generate` call as JS passes them, and the frames handed back.
 
 use js_sys::{Object, Reflect, Uint8ClampedArray};
+use nextscale::pipeline::Mode;
 use nextscale::preview::RgbaImage;
 use nextscale::{GenerateRequest, Model, PreviewMode, Timings};
 use serde::Deserialize;
@@ -8,9 +9,18 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::BindingError;
 
-/// Sampling modes a model may offer: the VAR teacher, and the Distilled-Decoding student
-/// in one or two steps.
-pub const MODES: [&str; 3] = ["var", "dd1", "dd2"];
+/// The modes `model` offers: the VAR teacher and the naive one-pass baseline always, the
+/// Distilled-Decoding student in one or two steps when the file carries one.
+pub fn modes(model: &Model) -> Vec<&'static str> {
+    let steps = match (&model.dd, &model.config.dd) {
+        (Some(_), Some(dd)) => dd.t_list.len(),
+        _ => 0,
+    };
+    let mut modes = vec!["var"];
+    modes.extend(["dd1", "dd2"].into_iter().take(steps));
+    modes.push("parallel");
+    modes
+}
 
 /// The keys [`GenerateOptions`] reads, as JS spells them.
 const OPTION_KEYS: [&str; 8] = [
@@ -44,7 +54,7 @@ pub struct GenerateOptions {
     pub more_smooth: Option<bool>,
     /// `none`, `fast` or `full`.
     pub preview: Option<String>,
-    /// `var` (default), `dd1` or `dd2`.
+    /// `var` (default), `dd1`, `dd2` or `parallel`.
     pub mode: Option<String>,
 }
 
@@ -71,21 +81,8 @@ impl GenerateOptions {
 
     /// The core request for one image, checked against the model.
     pub fn to_request(&self, model: &Model) -> Result<GenerateRequest, BindingError> {
-        match self.mode.as_deref().unwrap_or("var") {
-            "var" => {}
-            mode if MODES.contains(&mode) => {
-                return Err(BindingError::bad_request(format!(
-                    "mode `{mode}` needs a distilled student, and this model has no distilled student"
-                )));
-            }
-            mode => {
-                return Err(BindingError::bad_request(format!(
-                    "mode `{mode}` must be one of {}",
-                    MODES.join(", ")
-                )));
-            }
-        }
         let mut request = GenerateRequest::new(self.class_label, 1, self.seed);
+        request.mode = Mode::parse(self.mode.as_deref().unwrap_or("var"))?;
         if let Some(cfg) = self.cfg {
             request.cfg = cfg;
         }

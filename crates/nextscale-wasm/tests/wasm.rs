@@ -12,8 +12,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise, Reflect, Uint8Array};
+use nextscale::config::DdConfig;
+use nextscale::dd::DdModel;
 use nextscale::parity::run_var_cases;
-use nextscale::weights::WeightFile;
+use nextscale::train::state_dict;
+use nextscale::weights::{ParamSource, WeightFile};
 use nextscale::{Model, ModelConfig};
 use nextscale_wasm::Engine;
 use nextscale_wasm::backend::{self, BackendRequest};
@@ -101,6 +104,48 @@ fn model_file() -> Vec<u8> {
         config.to_json(),
     )]);
     safetensors::serialize(tensors.tensors(), Some(metadata)).expect("serialize")
+}
+
+/// The fixture plus a random Distilled-Decoding student (`loss_split_t` 2, `t_list` [0, 2]).
+fn model_file_with_student() -> Vec<u8> {
+    let mut config = ModelConfig::from_fixture_json(CONFIG_JSON).expect("fixture config");
+    config.dd = Some(DdConfig {
+        loss_split_t: 2,
+        t_list: vec![0, 2],
+    });
+    let device = burn::tensor::Device::flex();
+    let mut src = ParamSource::random(5, &device).with_prefix("dd.");
+    let student = DdModel::new(&mut src, &config, 2).expect("student");
+    let student = state_dict(&student, src.names()).expect("state");
+    let teacher = safetensors::SafeTensors::deserialize(WEIGHTS).expect("fixture weights");
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = teacher
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            (
+                name,
+                view.dtype(),
+                view.shape().to_vec(),
+                view.data().to_vec(),
+            )
+        })
+        .collect();
+    for (name, (shape, values)) in student {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        tensors.push((name, safetensors::Dtype::F32, shape, bytes));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes);
+            (name.clone(), view.expect("view"))
+        })
+        .collect();
+    let metadata = HashMap::from([(
+        nextscale::config::CONFIG_METADATA_KEY.to_string(),
+        config.to_json(),
+    )]);
+    safetensors::serialize(views, Some(metadata)).expect("serialize")
 }
 
 async fn engine(bytes: &[u8]) -> Result<Engine, JsValue> {
@@ -202,5 +247,25 @@ async fn failures_are_errors_with_codes() {
             "E_BAD_REQUEST",
             "{request}"
         );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn student_modes_stream_one_frame_per_pass() {
+    let engine = engine(&model_file_with_student()).await.expect("engine");
+    let modes: Vec<String> = js_sys::Array::from(&get(&engine.info().expect("info"), "modes"))
+        .iter()
+        .filter_map(|m| m.as_string())
+        .collect();
+    assert_eq!(modes, ["var", "dd1", "dd2", "parallel"]);
+    for (mode, expected) in [("dd1", 1), ("dd2", 2), ("parallel", 1), ("var", 4)] {
+        let request = format!(r#"{{"classLabel": 2, "seed": 3, "mode": "{mode}"}}"#);
+        let (seen, result) = frames(&engine, options(&request), None).await;
+        assert!(result.is_ok(), "{mode}: {result:?}");
+        assert_eq!(seen.len(), expected, "{mode}");
+        let last = seen.last().expect("a final frame");
+        assert_eq!(get(last, "final").as_bool(), Some(true), "{mode}");
+        let pixels: Vec<u8> = Uint8Array::new(&get(last, "pixels")).to_vec();
+        assert_eq!(pixels.len(), 64 * 64 * 4, "{mode}");
     }
 }
