@@ -66,12 +66,18 @@ async function generate(page) {
   await waitStatus(page, 'done');
 }
 
-/** The canvas's RGBA bytes. */
+/**
+ * The canvas's RGBA bytes, read through a fresh copy each time (repeated getImageData on the
+ * page's own context makes Chromium log a performance warning, which the console checks
+ * would catch).
+ */
 function canvasPixels(page) {
   return page.evaluate(() => {
     const canvas = document.querySelector('[data-testid=canvas]');
-    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-    return Array.from(data);
+    const copy = Object.assign(document.createElement('canvas'), { width: canvas.width, height: canvas.height });
+    const context = copy.getContext('2d', { willReadFrequently: true });
+    context.drawImage(canvas, 0, 0);
+    return Array.from(context.getImageData(0, 0, copy.width, copy.height).data);
   });
 }
 
