@@ -1,6 +1,9 @@
 // Public types of the nextscale package.
 
-/** Where the model runs: `auto` takes WebGPU when the browser has an adapter, else the CPU. */
+/**
+ * Where the model runs: `auto` takes WebGPU when the browser has a hardware adapter, else the
+ * CPU (a software fallback adapter is slower than the CPU backend); `webgpu` takes any adapter.
+ */
 export type Backend = 'auto' | 'webgpu' | 'cpu';
 
 /** What each scale's frame shows: nothing, the nearly free linear preview, or a full decode. */

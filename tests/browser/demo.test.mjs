@@ -134,9 +134,11 @@ test('WebGPU: the badge says WebGPU, one frame per scale, a non-uniform image', 
   await page.close();
 });
 
-test('auto with WebGPU in the browser picks WebGPU', { timeout: TIMEOUT }, async () => {
+test('auto passes over the software WebGPU adapter (SwiftShader) for the CPU and says why', { timeout: TIMEOUT }, async () => {
   const { page, problems } = await open(browsers.webgpu);
-  assert.match(await page.getByTestId('backend').textContent(), /^WebGPU/);
+  const badge = await page.getByTestId('backend').textContent();
+  assert.match(badge, /^CPU \(wasm\)/);
+  assert.match(badge, /software fallback/);
   assert.deepEqual(problems, []);
   await page.close();
 });

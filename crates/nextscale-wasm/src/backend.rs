@@ -84,8 +84,10 @@ thread_local! {
     static WEBGPU: RefCell<Option<(Device, AdapterInfo)>> = const { RefCell::new(None) };
 }
 
-/// Picks the device for `request`. `auto` falls back to the CPU with the reason;
-/// `webgpu` fails with `E_WEBGPU_UNAVAILABLE`.
+/// Picks the device for `request`. `auto` falls back to the CPU with the reason, and also
+/// passes over a software fallback adapter (such as SwiftShader, a CPU rasteriser: about
+/// 85× slower than the wasm CPU backend on the bundled model); `webgpu` takes any adapter
+/// or fails with `E_WEBGPU_UNAVAILABLE`.
 pub async fn select(request: BackendRequest) -> Result<(Device, BackendReport), BindingError> {
     let cpu = |reason: String| {
         (
@@ -99,6 +101,23 @@ pub async fn select(request: BackendRequest) -> Result<(Device, BackendReport), 
     };
     if request == BackendRequest::Cpu {
         return Ok(cpu("the CPU backend was requested".into()));
+    }
+    if request == BackendRequest::Auto {
+        let cached = WEBGPU.with(|w| w.borrow().as_ref().map(|(_, a)| a.clone()));
+        let adapter = match cached {
+            Some(adapter) => Ok(adapter),
+            None => probe_adapter().await,
+        };
+        match adapter {
+            Err(why) => return Ok(cpu(why)),
+            Ok(a) if a.is_fallback_adapter => {
+                return Ok(cpu(format!(
+                    "the only WebGPU adapter ({}) is a software fallback, slower than the CPU backend; ask for webgpu to use it anyway",
+                    a.name()
+                )));
+            }
+            Ok(_) => {}
+        }
     }
     match webgpu().await {
         Ok((device, adapter)) => {

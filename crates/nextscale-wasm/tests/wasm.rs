@@ -76,23 +76,34 @@ async fn cpu_matches_the_official_fixture() {
 }
 
 /// In the browser (launched with `--enable-unsafe-webgpu`) WebGPU must be there and match
-/// the fixture; in node there is no WebGPU and asking for it is a typed error.
+/// the fixture; in node there is no WebGPU and asking for it is a typed error. `auto` takes
+/// WebGPU only on a hardware adapter.
 #[wasm_bindgen_test]
 async fn webgpu_matches_the_official_fixture_or_is_reported_unavailable() {
-    match backend::select(BackendRequest::WebGpu).await {
+    let software = match backend::select(BackendRequest::WebGpu).await {
         Ok((device, report)) => {
             assert_eq!(report.backend, "webgpu");
-            assert!(report.adapter.is_some());
+            let adapter = report.adapter.expect("adapter info");
             assert_parity(&fixture_model(&device), WEBGPU_TOL).await;
+            adapter.is_fallback_adapter
         }
         Err(e) => {
             assert_eq!(e.code(), "E_WEBGPU_UNAVAILABLE", "{}", e.message());
             assert!(!in_browser(), "no WebGPU in the browser: {}", e.message());
+            true
         }
-    }
-    // `auto` never fails for want of WebGPU.
+    };
+    // `auto` never fails for want of WebGPU, and passes over a software fallback adapter
+    // (headless Chromium's SwiftShader is one).
     let (_, report) = backend::select(BackendRequest::Auto).await.expect("auto");
-    assert_eq!(report.backend, if in_browser() { "webgpu" } else { "cpu" });
+    assert_eq!(report.backend, if software { "cpu" } else { "webgpu" });
+    if software && in_browser() {
+        assert!(
+            report.reason.contains("software fallback"),
+            "{}",
+            report.reason
+        );
+    }
 }
 
 /// The fixture as a model file: its tensors with the config in the metadata.
