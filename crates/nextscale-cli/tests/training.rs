@@ -53,24 +53,14 @@ fn write_dataset(path: &Path) {
 #[test]
 fn data_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let out = nextscale(&[
-        "data",
-        "--google",
-        p(dir.path()),
-        "--out",
-        p(&dir.path().join("d.st")),
-    ]);
+    let out_file = dir.path().join("d.st");
+    let data = || nextscale(&["data", "--google", p(dir.path()), "--out", p(&out_file)]);
+    let out = data();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("emoji.json"), "{stderr}");
     std::fs::write(dir.path().join("emoji.json"), "[{\"image\": 3}]").unwrap();
-    let out = nextscale(&[
-        "data",
-        "--google",
-        p(dir.path()),
-        "--out",
-        p(&dir.path().join("d.st")),
-    ]);
+    let out = data();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("parsing"));
     let out = nextscale(&[

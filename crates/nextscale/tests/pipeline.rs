@@ -219,6 +219,12 @@ fn flow_map_teacher_is_deterministic_and_ignores_the_sampling_stream() {
     };
     assert_eq!(run(9), run(9));
     assert_ne!(run(9), run(10));
+    // Image i's noise is `dd_noise(seed + i)`, the student's noise for that seed.
+    let generation = Generation::new(&model, request(vec![Some(2), Some(0)], 9)).unwrap();
+    let generation = block_on(generation.with_flow(16)).unwrap();
+    let config = &model.config;
+    let noise = generation.flow_noise().unwrap();
+    assert_eq!(noise[1], dd_noise(10, config.seq_len(), config.cvae));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use nextscale::pipeline::{Event, GenerateRequest, Generation, PreviewMode};
-use nextscale::sampler::{SamplingOptions, dd_noise};
+use nextscale::sampler::SamplingOptions;
 use nextscale::train::distill::{DistillInfo, DistillPairs};
 
 use super::{DEFAULT_MODEL, load, progress};
@@ -125,9 +125,11 @@ pub fn run(args: DistillDataArgs) -> Result<ExitCode> {
                 }
             }
         }
-        for (i, seq) in tokens.iter().enumerate() {
-            let noise = dd_noise(seed + i as u64, l, cvae);
-            pairs.push(&noise, seq, (start + i) % k)?;
+        let noise = generation
+            .flow_noise()
+            .context("the teacher ran without Ψ")?;
+        for (i, (seq, noise)) in tokens.iter().zip(noise).enumerate() {
+            pairs.push(noise, seq, (start + i) % k)?;
         }
         bar.inc(n as u64);
         progress::log_step(&bar);

@@ -281,6 +281,12 @@ impl<'m> Generation<'m> {
         Ok(self)
     }
 
+    /// Each image's noise sequence (`L·Cvae` values) when Ψ picks the tokens
+    /// ([`Self::with_flow`]).
+    pub fn flow_noise(&self) -> Option<&[Vec<f32>]> {
+        self.flow.as_ref().map(|(_, noise)| noise.as_slice())
+    }
+
     /// Number of events before the final one: scales for VAR, passes otherwise.
     pub fn num_scales(&self) -> usize {
         match self.request.mode {
@@ -358,7 +364,7 @@ impl<'m> Generation<'m> {
             model
                 .var
                 .forward_blocks(x_blc, &self.modulations, None, Some(&mut self.caches));
-        let logits = read_f32(logits_nlv).await?;
+        let logits = PassLogits::read(logits_nlv, b, self.guided).await?;
         let t = cfg_weight(self.request.cfg, si, sn);
         let ratio = si as f64 / (sn - 1) as f64;
         let opts = self.request.sampling;
@@ -369,12 +375,7 @@ impl<'m> Generation<'m> {
         for (bi, (rng, toks)) in self.rngs.iter_mut().zip(tokens.iter_mut()).enumerate() {
             let mut rows: Vec<Vec<f32>> = Vec::with_capacity(l);
             for li in 0..l {
-                let start = (bi * l + li) * v;
-                let mut row = logits[start..start + v].to_vec();
-                if self.guided {
-                    let ustart = ((b + bi) * l + li) * v;
-                    guide(&mut row, &logits[ustart..ustart + v], t);
-                }
+                let mut row = logits.row(bi, li, t);
                 let token = match &self.flow {
                     Some((map, noise)) => {
                         top_k_mask(&mut row, opts.top_k);
@@ -446,6 +447,42 @@ impl<'m> Generation<'m> {
             images,
             timings: self.timings.clone(),
         })
+    }
+}
+
+/// The logits of one transformer pass on the host: `[N, l, V]` with the B conditional rows
+/// first and, with guidance, the B null-class rows after them.
+struct PassLogits {
+    logits: Vec<f32>,
+    b: usize,
+    l: usize,
+    v: usize,
+    guided: bool,
+}
+
+impl PassLogits {
+    /// Reads the logits of a batch of `b` images back to the host.
+    async fn read(logits_nlv: Tensor<3>, b: usize, guided: bool) -> Result<Self> {
+        let [_, l, v] = logits_nlv.dims();
+        Ok(Self {
+            logits: read_f32(logits_nlv).await?,
+            b,
+            l,
+            v,
+            guided,
+        })
+    }
+
+    /// Token `li` of image `bi`, guided with weight `t` when the pass has a null half.
+    fn row(&self, bi: usize, li: usize, t: f64) -> Vec<f32> {
+        let (b, l, v) = (self.b, self.l, self.v);
+        let start = (bi * l + li) * v;
+        let mut row = self.logits[start..start + v].to_vec();
+        if self.guided {
+            let ustart = ((b + bi) * l + li) * v;
+            guide(&mut row, &self.logits[ustart..ustart + v], t);
+        }
+        row
     }
 }
 

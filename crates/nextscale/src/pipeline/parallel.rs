@@ -5,9 +5,9 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::{Generation, read_f32};
+use super::{Generation, PassLogits};
 use crate::error::{Error, Result};
-use crate::sampler::{cfg_weight, guide, sample_token};
+use crate::sampler::{cfg_weight, sample_token};
 
 impl Generation<'_> {
     /// The one pass: every scale's tokens, then f_hat assembled scale by scale. The
@@ -32,12 +32,8 @@ impl Generation<'_> {
             Some(model.var.causal_mask(device)),
             None,
         );
-        let logits = read_f32(logits_nlv).await?;
-        let (b, v, sn) = (
-            self.request.labels.len(),
-            config.vocab_size,
-            config.patch_nums.len(),
-        );
+        let (b, sn) = (self.request.labels.len(), config.patch_nums.len());
+        let logits = PassLogits::read(logits_nlv, b, self.guided).await?;
         let opts = self.request.sampling;
         let mut tokens: Vec<Vec<u32>> = vec![Vec::with_capacity(l); b];
         let mut f_hat = self.f_hat.clone();
@@ -46,13 +42,7 @@ impl Generation<'_> {
             let mut scale = Vec::with_capacity(b * (end - begin));
             for (bi, (rng, toks)) in self.rngs.iter_mut().zip(tokens.iter_mut()).enumerate() {
                 for li in begin..end {
-                    let start = (bi * l + li) * v;
-                    let mut row = logits[start..start + v].to_vec();
-                    if self.guided {
-                        let ustart = ((b + bi) * l + li) * v;
-                        guide(&mut row, &logits[ustart..ustart + v], t);
-                    }
-                    let token = sample_token(&mut row, &opts, rng);
+                    let token = sample_token(&mut logits.row(bi, li, t), &opts, rng);
                     toks.push(token as u32);
                     scale.push(token as i64);
                 }
