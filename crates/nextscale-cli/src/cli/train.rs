@@ -417,6 +417,28 @@ mod tests {
     }
 
     #[test]
+    fn activation_gradients_are_finite_where_exp_overflows() {
+        use nextscale::nn::{gelu_tanh, silu};
+        let device = Device::flex().autodiff();
+        let xs = vec![-1e4f32, -200.0, -20.0, -1.0, 0.0, 1.0, 20.0, 200.0, 1e4];
+        let n = xs.len();
+        for (name, f) in [
+            ("silu", silu::<1> as fn(Tensor<1>) -> Tensor<1>),
+            ("gelu_tanh", gelu_tanh::<1>),
+        ] {
+            let x =
+                Tensor::<1>::from_data(TensorData::new(xs.clone(), [n]), &device).require_grad();
+            let grads = f(x.clone()).sum().backward();
+            let dx: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+            // Both have slope 1 far right and 0 far left (there, the clamped exponent leaves
+            // 1/(1 + e^80) ≈ 2e-35).
+            assert!(dx[0].abs() < 1e-30, "{name} {dx:?}");
+            assert_eq!(dx[n - 1], 1.0, "{name} {dx:?}");
+            assert!(dx.iter().all(|d| d.is_finite()), "{name} {dx:?}");
+        }
+    }
+
+    #[test]
     fn one_step_lowers_every_stage_loss_on_a_fixed_batch() {
         let device = Device::flex().autodiff();
         let config = ModelConfig::emoji32_tiny(3);

@@ -3,12 +3,11 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
-use burn::tensor::activation::{silu, tanh};
 
 use super::attention::{KvCache, SelfAttention};
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::nn::{INIT_STD, Linear, layer_norm_plain};
+use crate::nn::{INIT_STD, Linear, gelu_tanh, layer_norm_plain, silu};
 use crate::weights::{Init, ParamSource};
 
 /// The condition a block modulates with.
@@ -33,15 +32,6 @@ impl Ffn {
     pub fn forward(&self, x_blc: Tensor<3>) -> Tensor<3> {
         self.fc2.forward(gelu_tanh(self.fc1.forward(x_blc)))
     }
-}
-
-/// GELU with the tanh approximation, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, with the
-/// cube as two multiplications (a `powf` per element is several times slower on CPU).
-fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
-    let cube = x.clone() * x.clone() * x.clone();
-    let inner = (x.clone() + cube * 0.044715) * SQRT_2_OVER_PI;
-    x * (tanh(inner) + 1.0) * 0.5
 }
 
 /// `AdaLNSelfAttn`: `x += attn(ln(x)·(1+scale1)+shift1)·gamma1`, then the FFN likewise.

@@ -6,7 +6,6 @@ mod attention;
 mod block;
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub use attention::{KvCache, SelfAttention};
@@ -14,7 +13,7 @@ pub use block::{AdaLnBeforeHead, AdaLnSelfAttn, BlockCond, Ffn};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::nn::{Embedding, INIT_STD, Linear};
+use crate::nn::{Embedding, INIT_STD, Linear, silu};
 use crate::weights::{Init, ParamSource};
 
 /// Additive mask value for blocked attention (finite, so WGSL stays well-defined).

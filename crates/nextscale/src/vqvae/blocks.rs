@@ -2,10 +2,10 @@
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::softmax;
 
 use crate::error::Result;
-use crate::nn::{Conv2d, GroupNorm};
+use crate::nn::{Conv2d, GroupNorm, silu};
 use crate::weights::ParamSource;
 
 /// GroupNorm(32, eps 1e-6) as the official `Normalize`.

@@ -2,12 +2,11 @@
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 
 use super::blocks::{AttnBlock, ResnetBlock, normalize};
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::nn::{Conv2d, GroupNorm};
+use crate::nn::{Conv2d, GroupNorm, silu};
 use crate::weights::ParamSource;
 
 /// One resolution level: `num_res_blocks + 1` ResNet blocks, attention at the lowest level,
