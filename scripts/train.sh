@@ -2,7 +2,8 @@
 # The whole native training pipeline on CPU (flex autodiff), as used for the bundled model:
 # data → VQ-VAE tokenizer → VAR teacher → Distilled-Decoding pairs (the teacher driven by
 # the flow map Ψ) → DD student (teacher + student exported to
-# web/public/models/emoji32.safetensors) → evaluator classifier → evaluation of every mode.
+# web/public/models/emoji32.safetensors) → evaluator classifier → the teacher's sampling
+# tuned on the evaluator and stored in the model file → evaluation of every mode.
 # Every stage resumes from its run directory or output file, so the script can be stopped
 # and started again. Step counts can be overridden from the environment (VQVAE_STEPS,
 # VAR_STEPS, DD_PAIRS, DD_STEPS, CLASSIFIER_STEPS).
@@ -21,6 +22,8 @@ time "$bin" distill --teacher runs/var/teacher.safetensors --data data/distill.s
 if [ ! -f models/emoji32-classifier.safetensors ]; then
   time "$bin" train-classifier --steps "${CLASSIFIER_STEPS:-500}" --batch 32
 fi
+time "$bin" tune-sampling --cfg 3,4 --top-k 20 --top-p 0.6,0.5 --write \
+  --json runs/tune-sampling.json
 for mode in var dd1 dd2 parallel; do
   "$bin" eval --per-class 32 --mode "$mode" --json "runs/eval-$mode.json"
 done

@@ -66,19 +66,31 @@ export interface EngineInfo {
   scales: number;
   imageSize: number;
   modes: Mode[];
+  /** What `generate` uses when its options leave cfg, top-k or top-p out. */
+  sampling: SamplingDefaults;
 }
 
-/** Options of {@link Engine.generate}. Absent fields take the official defaults. */
+/** The default sampling of a model: its file's recommendation, else the official VAR one. */
+export interface SamplingDefaults {
+  cfg: number;
+  topK: number;
+  topP: number;
+  /** True when the model file recommends these (tuned with `nextscale tune-sampling`). */
+  fromModel: boolean;
+}
+
+/** Options of {@link Engine.generate}. Absent fields take the defaults below; absent cfg,
+ * top-k and top-p take the model's default sampling ({@link EngineInfo.sampling}). */
 export interface GenerateOptions {
   /** Class label in `0..classNames.length`; `null` or absent for unconditional. */
   classLabel?: number | null;
   /** Seed of the sampler (a safe integer ≥ 0). Default 0. */
   seed?: number;
-  /** Classifier-free guidance strength (≥ 0). Default 1.5. */
+  /** Classifier-free guidance strength (≥ 0). Default: the model's, else 1.5. */
   cfg?: number;
-  /** Keep the k most likely tokens (0 keeps all). Default 900. */
+  /** Keep the k most likely tokens (0 keeps all). Default: the model's, else 900. */
   topK?: number;
-  /** Nucleus mass in [0, 1]. Default 0.96. */
+  /** Nucleus mass in [0, 1]. Default: the model's, else 0.96. */
   topP?: number;
   /** Default `fast`. */
   preview?: PreviewMode;

@@ -3,6 +3,7 @@
 // (without it), cross-backend determinism, a corrupt model file, abort, a clean console.
 //   node --test tests/browser/demo.test.mjs     (after scripts/models.sh and the web build)
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { serve } from '../../scripts/serve.mjs';
@@ -106,6 +107,20 @@ async function generateChecked(page, shot) {
   return pixels;
 }
 
+/** The config a model file in web/dist/models carries in its safetensors header. */
+function modelConfig(file) {
+  const bytes = readFileSync(new URL(`../../web/dist/models/${file}`, import.meta.url));
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8'));
+  return JSON.parse(header.__metadata__['nextscale.config']);
+}
+
+/** The page's cfg, top-k and top-p controls. */
+async function samplingControls(page) {
+  const value = async (id) => Number(await page.locator(`#${id}`).inputValue());
+  return { cfg: await value('cfg'), top_k: await value('top-k'), top_p: await value('top-p') };
+}
+
 function enabledModes(page) {
   return page.locator('[data-testid=mode-select] option:not([disabled])').evaluateAll((o) => o.map((x) => x.value));
 }
@@ -113,6 +128,10 @@ function enabledModes(page) {
 test('the bundled model streams its distilled student: dd2 a preview then the image, dd1 one frame', { timeout: TIMEOUT }, async () => {
   const { page, problems } = await open(browsers.plain, '?backend=cpu&model=emoji32.safetensors');
   assert.deepEqual(await enabledModes(page), ['var', 'dd1', 'dd2', 'parallel']);
+  // The controls start at the sampling the file recommends (nextscale tune-sampling).
+  const recommended = modelConfig('emoji32.safetensors').sampling;
+  assert.ok(recommended, 'the bundled model recommends a sampling');
+  assert.deepEqual(await samplingControls(page), recommended);
   await page.getByTestId('seed-input').fill('5');
   for (const [mode, frames] of [['dd2', 2], ['dd1', 1], ['parallel', 1]]) {
     await page.getByTestId('mode-select').selectOption(mode);
@@ -145,6 +164,9 @@ test('auto passes over the software WebGPU adapter (SwiftShader) for the CPU and
 
 test('without WebGPU the CPU fallback is shown and generation completes', { timeout: TIMEOUT }, async () => {
   const { page, problems } = await open(browsers.plain);
+  // The fixture model recommends nothing: the official sampling.
+  assert.equal(modelConfig(TEST_MODEL).sampling, undefined);
+  assert.deepEqual(await samplingControls(page), { cfg: 1.5, top_k: 900, top_p: 0.96 });
   const badge = await page.getByTestId('backend').textContent();
   assert.match(badge, /^CPU \(wasm\)/);
   assert.match(badge, /WebGPU/, 'the badge says why WebGPU is not used');

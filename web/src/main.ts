@@ -104,7 +104,7 @@ function showBackend(e: Engine): void {
 }
 
 function showModel(e: Engine, label: string): void {
-  const { classNames, modes, imageSize, scales, config } = e.info;
+  const { classNames, modes, imageSize, scales, config, sampling } = e.info;
   const previous = ui.cls.value;
   ui.cls.replaceChildren(
     ...classNames.map((name, i) => new Option(`${i} · ${name}`, String(i))),
@@ -116,6 +116,11 @@ function showModel(e: Engine, label: string): void {
     if (option.disabled && option.value !== 'var') option.textContent = `${option.textContent?.split(' (')[0]} (no student)`;
   }
   ui.mode.value = 'var';
+  // Each model brings its default sampling (its tuned recommendation, else the official one).
+  ui.cfg.value = String(sampling.cfg);
+  ui.cfgOut.textContent = ui.cfg.value;
+  ui.topK.value = String(sampling.topK);
+  ui.topP.value = String(sampling.topP);
   const attribution = typeof config.attribution === 'string' ? ` · ${config.attribution}` : '';
   ui.note.textContent = `${label}: ${imageSize}×${imageSize} px, ${scales} scales, ${classNames.length} classes${attribution}`;
 }

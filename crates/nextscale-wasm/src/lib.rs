@@ -60,6 +60,19 @@ struct EngineInfo<'a> {
     scales: usize,
     image_size: usize,
     modes: Vec<&'static str>,
+    sampling: SamplingInfo,
+}
+
+/// The sampling settings `generate` uses when the options leave them out: the model's
+/// recommendation, else the official defaults.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SamplingInfo {
+    cfg: f64,
+    top_k: usize,
+    top_p: f64,
+    /// Whether the model file recommends them (else they are the official defaults).
+    from_model: bool,
 }
 
 /// A model loaded on one backend, ready to generate.
@@ -86,8 +99,8 @@ impl Engine {
         })
     }
 
-    /// Backend, reason, adapter, model config, class names, number of scales, image size
-    /// and the modes this model offers.
+    /// Backend, reason, adapter, model config, class names, number of scales, image size,
+    /// the modes this model offers and its default sampling.
     #[wasm_bindgen(getter)]
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let config = &self.model.config;
@@ -102,6 +115,15 @@ impl Engine {
             scales: config.patch_nums.len(),
             image_size: config.image_size,
             modes: request::modes(&self.model),
+            sampling: {
+                let s = config.default_sampling();
+                SamplingInfo {
+                    cfg: s.cfg,
+                    top_k: s.top_k,
+                    top_p: s.top_p,
+                    from_model: config.sampling.is_some(),
+                }
+            },
         };
         info.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(|e| BindingError::from(Error::Backend(e.to_string())).into())

@@ -34,7 +34,8 @@ const OPTION_KEYS: [&str; 8] = [
     "mode",
 ];
 
-/// `engine.generate` options (camelCase in JS). Absent fields take the official defaults.
+/// `engine.generate` options (camelCase in JS). Absent cfg, top-k and top-p take the
+/// model's default sampling (its recommendation, else the official defaults).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateOptions {
@@ -81,7 +82,8 @@ impl GenerateOptions {
 
     /// The core request for one image, checked against the model.
     pub fn to_request(&self, model: &Model) -> Result<GenerateRequest, BindingError> {
-        let mut request = GenerateRequest::new(self.class_label, 1, self.seed);
+        let mut request = GenerateRequest::new(self.class_label, 1, self.seed)
+            .with_sampling(model.config.default_sampling());
         request.mode = Mode::parse(self.mode.as_deref().unwrap_or("var"))?;
         if let Some(cfg) = self.cfg {
             request.cfg = cfg;

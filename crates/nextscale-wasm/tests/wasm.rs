@@ -17,7 +17,7 @@ use nextscale::dd::DdModel;
 use nextscale::parity::run_var_cases;
 use nextscale::train::state_dict;
 use nextscale::weights::{ParamSource, WeightFile};
-use nextscale::{Model, ModelConfig};
+use nextscale::{Model, ModelConfig, Sampling};
 use nextscale_wasm::Engine;
 use nextscale_wasm::backend::{self, BackendRequest};
 use wasm_bindgen::prelude::*;
@@ -108,7 +108,13 @@ async fn webgpu_matches_the_official_fixture_or_is_reported_unavailable() {
 
 /// The fixture as a model file: its tensors with the config in the metadata.
 fn model_file() -> Vec<u8> {
-    let config = ModelConfig::from_fixture_json(CONFIG_JSON).expect("fixture config");
+    model_file_with(None)
+}
+
+/// The fixture model with `sampling` as its recommended sampling.
+fn model_file_with(sampling: Option<Sampling>) -> Vec<u8> {
+    let mut config = ModelConfig::from_fixture_json(CONFIG_JSON).expect("fixture config");
+    config.sampling = sampling;
     let tensors = safetensors::SafeTensors::deserialize(WEIGHTS).expect("fixture weights");
     let metadata = HashMap::from([(
         nextscale::config::CONFIG_METADATA_KEY.to_string(),
@@ -259,6 +265,52 @@ async fn failures_are_errors_with_codes() {
             "{request}"
         );
     }
+}
+
+/// The final image's pixels of a generation.
+async fn final_pixels(engine: &Engine, request: &str) -> Vec<u8> {
+    let (seen, result) = frames(engine, options(request), None).await;
+    assert!(result.is_ok(), "{request}: {result:?}");
+    Uint8Array::new(&get(seen.last().expect("a frame"), "pixels")).to_vec()
+}
+
+#[wasm_bindgen_test]
+async fn the_model_default_sampling_fills_in_what_the_options_leave_out() {
+    let sampling_of = |engine: &Engine| {
+        let s = get(&engine.info().expect("info"), "sampling");
+        let num = |k: &str| get(&s, k).as_f64().expect(k);
+        (
+            num("cfg"),
+            num("topK"),
+            num("topP"),
+            get(&s, "fromModel").as_bool(),
+        )
+    };
+    let official = engine(&model_file()).await.expect("engine");
+    assert_eq!(sampling_of(&official), (1.5, 900.0, 0.96, Some(false)));
+
+    // A model that recommends top-k 1 samples greedily: the seed no longer matters, until
+    // the options ask for every token again.
+    let greedy = Sampling {
+        cfg: 2.0,
+        top_k: 1,
+        top_p: 0.0,
+    };
+    let engine = engine(&model_file_with(Some(greedy)))
+        .await
+        .expect("engine");
+    assert_eq!(sampling_of(&engine), (2.0, 1.0, 0.0, Some(true)));
+    let image = |seed: u64, extra: &str| {
+        format!(r#"{{"classLabel": 3, "seed": {seed}, "preview": "none"{extra}}}"#)
+    };
+    assert_eq!(
+        final_pixels(&engine, &image(1, "")).await,
+        final_pixels(&engine, &image(2, "")).await
+    );
+    assert_ne!(
+        final_pixels(&engine, &image(1, r#", "topK": 0"#)).await,
+        final_pixels(&engine, &image(2, r#", "topK": 0"#)).await
+    );
 }
 
 #[wasm_bindgen_test]

@@ -1,5 +1,5 @@
 //! The model config: the official VAR/VQ-VAE hyper-parameters plus what a shipped model
-//! carries (class names, preview matrix, attribution). Stored as JSON in the safetensors
+//! carries (class names, preview matrix, attribution, recommended sampling). Stored as JSON in the safetensors
 //! `__metadata__` under the key [`CONFIG_METADATA_KEY`].
 
 use serde::{Deserialize, Serialize};
@@ -107,6 +107,42 @@ pub struct ModelConfig {
     /// The Distilled-Decoding student's settings, when the file carries `dd.` tensors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dd: Option<DdConfig>,
+    /// The sampling settings this model scores best with (`nextscale tune-sampling`);
+    /// requests that leave them unset take these instead of [`Sampling::OFFICIAL`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Sampling>,
+}
+
+/// The sampling settings of the scale-by-scale sampler: guidance and the two masks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    /// Classifier-free guidance strength (≥ 0).
+    pub cfg: f64,
+    /// Keep the k most likely tokens (0: all).
+    pub top_k: usize,
+    /// Nucleus mass in [0, 1] (0: off).
+    pub top_p: f64,
+}
+
+impl Sampling {
+    /// The official VAR sampling defaults, tuned for ImageNet 256 px.
+    pub const OFFICIAL: Self = Self {
+        cfg: 1.5,
+        top_k: 900,
+        top_p: 0.96,
+    };
+
+    /// Why these settings are out of range, if they are.
+    pub fn problem(&self) -> Option<String> {
+        if !self.cfg.is_finite() || self.cfg < 0.0 {
+            return Some(format!("cfg {} must be a finite number ≥ 0", self.cfg));
+        }
+        if !self.top_p.is_finite() || !(0.0..=1.0).contains(&self.top_p) {
+            return Some(format!("top_p {} must be in [0, 1]", self.top_p));
+        }
+        None
+    }
 }
 
 /// Settings of a Distilled-Decoding student (`dd.` tensors) next to the teacher.
@@ -176,6 +212,7 @@ impl ModelConfig {
             preview: None,
             attribution: None,
             dd: None,
+            sampling: None,
         }
     }
 
@@ -313,7 +350,15 @@ impl ModelConfig {
         if let Some(dd) = &self.dd {
             dd.validate(self.patch_nums.len())?;
         }
+        if let Some(problem) = self.sampling.as_ref().and_then(Sampling::problem) {
+            return err(format!("sampling: {problem}"));
+        }
         Ok(())
+    }
+
+    /// The sampling requests default to: the model's recommendation, else the official one.
+    pub fn default_sampling(&self) -> Sampling {
+        self.sampling.unwrap_or(Sampling::OFFICIAL)
     }
 
     /// Spatial downsampling factor of the VQ-VAE, `2^(len(ch_mult)−1)`.

@@ -26,7 +26,7 @@ pub mod var;
 pub mod vqvae;
 pub mod weights;
 
-pub use config::ModelConfig;
+pub use config::{ModelConfig, Sampling};
 pub use error::{Error, Result};
 pub use model::Model;
 pub use pipeline::{Event, GenerateRequest, Generation, PreviewMode, Timings};

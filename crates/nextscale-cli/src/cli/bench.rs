@@ -87,15 +87,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         _ => bail!("give --model PATH or --random dNN"),
     };
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    let sampling = args.sampling.resolve(&model.config);
     let request = GenerateRequest {
         labels: (0..args.batch)
             .map(|i| Some(i % model.config.num_classes))
             .collect(),
-        seed: 0,
-        cfg: args.sampling.cfg,
-        sampling: args.sampling.options(false),
         preview: PreviewMode::None,
         mode: args.sampling.mode(),
+        ..GenerateRequest::new(None, 1, 0).with_sampling(sampling)
     };
     let bar = progress::bar((args.warmup + args.runs) as u64, "benchmark");
     let mut timings: Vec<Timings> = Vec::new();
@@ -135,9 +134,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             report.backend,
             report.mode,
             args.batch,
-            args.sampling.cfg,
-            args.sampling.top_k,
-            args.sampling.top_p,
+            sampling.cfg,
+            sampling.top_k,
+            sampling.top_p,
             args.runs,
             args.warmup
         );

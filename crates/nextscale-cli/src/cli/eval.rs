@@ -2,7 +2,7 @@
 //! conditional accuracy, Fréchet distance and KID in the classifier's penultimate features
 //! with the real-vs-real floor, k-NN precision/recall, and nearest-training-image distance.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -11,7 +11,8 @@ use burn::tensor::{Device, Tensor};
 use clap::Args;
 use nextscale::classifier::Classifier;
 use nextscale::dataset::{Dataset, Split};
-use nextscale::pipeline::{Event, GenerateRequest, Generation, PreviewMode, read_f32};
+use nextscale::pipeline::{Event, GenerateRequest, Generation, Mode, PreviewMode, read_f32};
+use nextscale::{Model, Sampling};
 use serde::Serialize;
 
 use super::metrics::{class_weights, frechet_distance, kid, nearest_distances, precision_recall};
@@ -51,22 +52,39 @@ pub struct EvalArgs {
 
 /// The results of one evaluation.
 #[derive(Serialize, Debug)]
-struct EvalReport {
-    model: String,
-    samples: usize,
-    conditional_accuracy: f64,
-    conditional_accuracy_per_class: Vec<f64>,
-    classifier_held_out_accuracy: f64,
-    fd: f64,
-    fd_real_floor: f64,
-    kid: f64,
-    kid_real_floor: f64,
-    precision: f64,
-    recall: f64,
-    nn_train_distance_generated: f64,
-    nn_train_distance_held_out: f64,
-    near_copy_share: f64,
-    ms_per_image: f64,
+pub struct EvalReport {
+    /// The model scored.
+    pub model: String,
+    /// Number of generated samples.
+    pub samples: usize,
+    /// The sampling settings used.
+    pub sampling: Sampling,
+    /// Share of samples the classifier assigns to the class asked for.
+    pub conditional_accuracy: f64,
+    /// The same, per class.
+    pub conditional_accuracy_per_class: Vec<f64>,
+    /// The classifier's accuracy on held-out real images.
+    pub classifier_held_out_accuracy: f64,
+    /// Fréchet distance to the train split in classifier features.
+    pub fd: f64,
+    /// The same for the held-out real images (the floor).
+    pub fd_real_floor: f64,
+    /// Kernel inception distance (unbiased MMD², cubic kernel) to the train split.
+    pub kid: f64,
+    /// The same for the held-out real images.
+    pub kid_real_floor: f64,
+    /// k-NN precision against the train split.
+    pub precision: f64,
+    /// k-NN recall against the train split.
+    pub recall: f64,
+    /// Mean pixel distance of a sample to its nearest training image.
+    pub nn_train_distance_generated: f64,
+    /// The same for held-out real images.
+    pub nn_train_distance_held_out: f64,
+    /// Share of samples closer to a training image than any held-out image is.
+    pub near_copy_share: f64,
+    /// Generation time per image.
+    pub ms_per_image: f64,
 }
 
 fn rows(values: Vec<f32>, n: usize) -> Vec<Vec<f64>> {
@@ -91,96 +109,154 @@ fn classify(net: &Classifier, img_b3hw: Tensor<4>) -> Result<(Vec<Vec<f64>>, Vec
     Ok((rows(pollster::block_on(read_f32(features_bf))?, b), pred))
 }
 
+/// The real-image side of an evaluation: classifier features and pixels of the train split
+/// (the reference) and of the held-out split (the real-vs-real floor).
+pub struct Reference {
+    net: Classifier,
+    class_names: Vec<String>,
+    train: RealSplit,
+    held_out: RealSplit,
+    held_out_accuracy: f64,
+}
+
+/// Features, pixels and labels of one real split.
+struct RealSplit {
+    features: Vec<Vec<f64>>,
+    pixels: Vec<Vec<f64>>,
+    labels: Vec<usize>,
+}
+
+impl Reference {
+    /// Loads the data set and the classifier and computes the real-image statistics.
+    pub fn load(data: &Path, classifier: &Path, device: &Device) -> Result<Self> {
+        let data = Dataset::from_bytes(&load::read(data)?)
+            .with_context(|| format!("loading {}", data.display()))?;
+        let (net, info) = load_classifier(classifier)?;
+        if info.class_names != data.info.class_names {
+            bail!("the classifier and the data set must have the same classes");
+        }
+        let split = |split: Split| -> Result<RealSplit> {
+            let idx = data.indices(split);
+            let (mut features, mut pixels) = (Vec::new(), Vec::new());
+            for chunk in idx.chunks(128) {
+                let img = data.images(chunk, device);
+                features.extend(classify(&net, img.clone())?.0);
+                pixels.extend(rows(pollster::block_on(read_f32(img))?, chunk.len()));
+            }
+            let labels = idx.iter().map(|&i| data.labels[i]).collect();
+            Ok(RealSplit {
+                features,
+                pixels,
+                labels,
+            })
+        };
+        let (train, held_out) = (split(Split::Train)?, split(Split::HeldOut)?);
+        let held_out_accuracy = accuracy(&net, &data, &data.indices(Split::HeldOut))?;
+        Ok(Self {
+            net,
+            class_names: info.class_names,
+            train,
+            held_out,
+            held_out_accuracy,
+        })
+    }
+
+    /// Generates `per_class` samples of every class from `seed` on and scores them; `name`
+    /// names the model in the report.
+    #[allow(clippy::too_many_arguments)]
+    pub fn score(
+        &self,
+        model: &Model,
+        name: &str,
+        sampling: Sampling,
+        mode: Mode,
+        per_class: usize,
+        seed: u64,
+        batch: usize,
+    ) -> Result<EvalReport> {
+        if self.class_names != model.config.class_names {
+            bail!("the model, the classifier and the data set must have the same classes");
+        }
+        let k = model.config.num_classes;
+        let bar = progress::bar((k * per_class) as u64, "generate");
+        let (mut gen_feats, mut gen_pixels, mut hits) =
+            (Vec::new(), Vec::new(), Vec::with_capacity(k));
+        let start = Instant::now();
+        for class in 0..k {
+            let (mut done, mut class_hits) = (0, 0);
+            while done < per_class {
+                let n = batch.min(per_class - done);
+                let mut request = GenerateRequest::new(Some(class), n, seed + done as u64)
+                    .with_sampling(sampling);
+                request.preview = PreviewMode::None;
+                request.mode = mode;
+                let mut generation = Generation::new(model, request)?;
+                while let Some(event) = pollster::block_on(generation.next_event())? {
+                    if let Event::Done { image01, .. } = event {
+                        let img = image01 * 2.0 - 1.0;
+                        let (f, pred) = classify(&self.net, img.clone())?;
+                        class_hits += pred.iter().filter(|&&p| p == class).count();
+                        gen_feats.extend(f);
+                        gen_pixels.extend(rows(pollster::block_on(read_f32(img))?, n));
+                    }
+                }
+                done += n;
+                bar.inc(n as u64);
+            }
+            hits.push(class_hits);
+        }
+        let ms_per_image = start.elapsed().as_secs_f64() * 1e3 / (k * per_class) as f64;
+        bar.finish_and_clear();
+
+        let (train, held) = (&self.train, &self.held_out);
+        let w_train = class_weights(&train.labels);
+        let w_held = class_weights(&held.labels);
+        let w_gen = vec![1.0 / gen_feats.len() as f64; gen_feats.len()];
+        let (precision, recall) = precision_recall(&train.features, &gen_feats, KNN_K);
+        let nn_gen = nearest_distances(&gen_pixels, &train.pixels);
+        let nn_held = nearest_distances(&held.pixels, &train.pixels);
+        let closest_held = nn_held.iter().copied().fold(f64::INFINITY, f64::min);
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        Ok(EvalReport {
+            model: name.to_string(),
+            samples: gen_feats.len(),
+            sampling,
+            conditional_accuracy: hits.iter().sum::<usize>() as f64 / gen_feats.len() as f64,
+            conditional_accuracy_per_class: hits
+                .iter()
+                .map(|&h| h as f64 / per_class as f64)
+                .collect(),
+            classifier_held_out_accuracy: self.held_out_accuracy,
+            fd: frechet_distance(&gen_feats, &w_gen, &train.features, &w_train),
+            fd_real_floor: frechet_distance(&held.features, &w_held, &train.features, &w_train),
+            kid: kid(&gen_feats, &w_gen, &train.features, &w_train),
+            kid_real_floor: kid(&held.features, &w_held, &train.features, &w_train),
+            precision,
+            recall,
+            nn_train_distance_generated: mean(&nn_gen),
+            nn_train_distance_held_out: mean(&nn_held),
+            near_copy_share: nn_gen.iter().filter(|&&d| d < closest_held).count() as f64
+                / nn_gen.len() as f64,
+            ms_per_image,
+        })
+    }
+}
+
 /// Runs `nextscale eval`.
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let device = Device::flex();
-    let data = Dataset::from_bytes(&load::read(&args.data)?)
-        .with_context(|| format!("loading {}", args.data.display()))?;
-    let (net, info) = load_classifier(&args.classifier)?;
+    let reference = Reference::load(&args.data, &args.classifier, &device)?;
     let model = load::model(&args.model, &device)?;
-    if info.class_names != model.config.class_names || info.class_names != data.info.class_names {
-        bail!("the model, the classifier and the data set must have the same classes");
-    }
-    let k = model.config.num_classes;
-
-    // Real images: train (reference) and held-out (the floor).
-    let mut real = Vec::new();
-    for split in [Split::Train, Split::HeldOut] {
-        let idx = data.indices(split);
-        let mut feats = Vec::new();
-        let mut pixels = Vec::new();
-        for chunk in idx.chunks(128) {
-            let img = data.images(chunk, &device);
-            feats.extend(classify(&net, img.clone())?.0);
-            pixels.extend(rows(pollster::block_on(read_f32(img))?, chunk.len()));
-        }
-        let labels: Vec<usize> = idx.iter().map(|&i| data.labels[i]).collect();
-        real.push((feats, pixels, labels));
-    }
-    let held_out_accuracy = accuracy(&net, &data, &data.indices(Split::HeldOut))?;
-
-    // Generated samples, `per_class` of every class.
-    let bar = progress::bar((k * args.per_class) as u64, "generate");
-    let (mut gen_feats, mut gen_pixels, mut hits) = (Vec::new(), Vec::new(), Vec::with_capacity(k));
-    let start = Instant::now();
-    for class in 0..k {
-        let (mut done, mut class_hits) = (0, 0);
-        while done < args.per_class {
-            let n = args.batch.min(args.per_class - done);
-            let mut request = GenerateRequest::new(Some(class), n, args.seed + done as u64);
-            request.cfg = args.sampling.cfg;
-            request.sampling = args.sampling.options(false);
-            request.preview = PreviewMode::None;
-            request.mode = args.sampling.mode();
-            let mut generation = Generation::new(&model, request)?;
-            while let Some(event) = pollster::block_on(generation.next_event())? {
-                if let Event::Done { image01, .. } = event {
-                    let img = image01 * 2.0 - 1.0;
-                    let (f, pred) = classify(&net, img.clone())?;
-                    class_hits += pred.iter().filter(|&&p| p == class).count();
-                    gen_feats.extend(f);
-                    gen_pixels.extend(rows(pollster::block_on(read_f32(img))?, n));
-                }
-            }
-            done += n;
-            bar.inc(n as u64);
-        }
-        hits.push(class_hits);
-    }
-    let ms_per_image = start.elapsed().as_secs_f64() * 1e3 / (k * args.per_class) as f64;
-    bar.finish_and_clear();
-
-    let (train_f, train_px, train_l) = &real[0];
-    let (held_f, held_px, held_l) = &real[1];
-    let w_train = class_weights(train_l);
-    let w_held = class_weights(held_l);
-    let w_gen = vec![1.0 / gen_feats.len() as f64; gen_feats.len()];
-    let (precision, recall) = precision_recall(train_f, &gen_feats, KNN_K);
-    let nn_gen = nearest_distances(&gen_pixels, train_px);
-    let nn_held = nearest_distances(held_px, train_px);
-    let closest_held = nn_held.iter().copied().fold(f64::INFINITY, f64::min);
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let report = EvalReport {
-        model: args.model.display().to_string(),
-        samples: gen_feats.len(),
-        conditional_accuracy: hits.iter().sum::<usize>() as f64 / gen_feats.len() as f64,
-        conditional_accuracy_per_class: hits
-            .iter()
-            .map(|&h| h as f64 / args.per_class as f64)
-            .collect(),
-        classifier_held_out_accuracy: held_out_accuracy,
-        fd: frechet_distance(&gen_feats, &w_gen, train_f, &w_train),
-        fd_real_floor: frechet_distance(held_f, &w_held, train_f, &w_train),
-        kid: kid(&gen_feats, &w_gen, train_f, &w_train),
-        kid_real_floor: kid(held_f, &w_held, train_f, &w_train),
-        precision,
-        recall,
-        nn_train_distance_generated: mean(&nn_gen),
-        nn_train_distance_held_out: mean(&nn_held),
-        near_copy_share: nn_gen.iter().filter(|&&d| d < closest_held).count() as f64
-            / nn_gen.len() as f64,
-        ms_per_image,
-    };
+    let sampling = args.sampling.resolve(&model.config);
+    let report = reference.score(
+        &model,
+        &args.model.display().to_string(),
+        sampling,
+        args.sampling.mode(),
+        args.per_class,
+        args.seed,
+        args.batch,
+    )?;
     print_table(&report, &model.config.class_names);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
@@ -190,7 +266,11 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
 }
 
 fn print_table(r: &EvalReport, class_names: &[String]) {
-    println!("{} samples from {}", r.samples, r.model);
+    let s = r.sampling;
+    println!(
+        "{} samples from {} (cfg {}, top-k {}, top-p {})",
+        r.samples, r.model, s.cfg, s.top_k, s.top_p
+    );
     println!("| metric | value | reference |");
     println!("|---|---|---|");
     println!(

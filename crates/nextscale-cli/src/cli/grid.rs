@@ -38,9 +38,8 @@ pub struct GridArgs {
 pub fn run(args: GridArgs) -> Result<ExitCode> {
     let model = load::model(&args.model, &Device::flex())?;
     let request = |class: usize| {
-        let mut r = GenerateRequest::new(Some(class), args.per_class, args.seed);
-        r.cfg = args.sampling.cfg;
-        r.sampling = args.sampling.options(false);
+        let mut r = GenerateRequest::new(Some(class), args.per_class, args.seed)
+            .with_sampling(args.sampling.resolve(&model.config));
         r.mode = args.sampling.mode();
         r
     };
@@ -49,11 +48,12 @@ pub fn run(args: GridArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `per_class` samples of every class with the default options in `mode`, one row per
-/// class.
+/// `per_class` samples of every class with the model's default sampling in `mode`, one
+/// row per class.
 pub fn sample_grid(model: &Model, path: &Path, per_class: usize, mode: Mode) -> Result<()> {
     grid_of(model, path, per_class, 2, |class| {
-        let mut r = GenerateRequest::new(Some(class), per_class, 0);
+        let mut r = GenerateRequest::new(Some(class), per_class, 0)
+            .with_sampling(model.config.default_sampling());
         r.mode = mode;
         r
     })

@@ -46,6 +46,18 @@ pub fn run(path: &Path) -> Result<ExitCode> {
         ),
         None => println!("distilled   no student (mode var only)"),
     }
+    let s = c.default_sampling();
+    println!(
+        "sampling    cfg {}, top-k {}, top-p {} ({})",
+        s.cfg,
+        s.top_k,
+        s.top_p,
+        if c.sampling.is_some() {
+            "the file's recommendation"
+        } else {
+            "the official defaults"
+        }
+    );
     println!(
         "preview     {}",
         if c.preview.is_some() {

@@ -17,13 +17,14 @@ mod train;
 mod train_classifier;
 mod train_var;
 mod train_vqvae;
+mod tune_sampling;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use nextscale::SamplingOptions;
 use nextscale::pipeline::Mode;
+use nextscale::{ModelConfig, Sampling};
 
 /// The model `sample` uses when `--model` is not given.
 pub const DEFAULT_MODEL: &str = "web/public/models/emoji32.safetensors";
@@ -67,31 +68,32 @@ pub enum ModeArg {
     Parallel,
 }
 
-/// Guidance, sampling and mode options shared by `sample`, `bench` and `eval` (official
-/// defaults).
+/// Guidance, sampling and mode options shared by `sample`, `grid`, `bench` and `eval`. Unset
+/// settings come from the model's recommended sampling, else the official defaults.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct SamplingArgs {
-    /// Classifier-free guidance strength.
-    #[arg(long, default_value_t = 1.5)]
-    pub cfg: f64,
-    /// Keep the k most likely tokens (0: all).
-    #[arg(long, default_value_t = 900)]
-    pub top_k: usize,
-    /// Nucleus sampling mass (0: off).
-    #[arg(long, default_value_t = 0.96)]
-    pub top_p: f64,
+    /// Classifier-free guidance strength [default: the model's recommendation, else 1.5].
+    #[arg(long)]
+    pub cfg: Option<f64>,
+    /// Keep the k most likely tokens, 0 for all [default: the model's, else 900].
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Nucleus sampling mass, 0 for off [default: the model's, else 0.96].
+    #[arg(long)]
+    pub top_p: Option<f64>,
     /// Sampler (dd1/dd2 need a model file with a distilled student).
     #[arg(long, value_enum, default_value_t = ModeArg::Var)]
     pub mode: ModeArg,
 }
 
 impl SamplingArgs {
-    /// The core's sampling options.
-    pub fn options(&self, more_smooth: bool) -> SamplingOptions {
-        SamplingOptions {
-            top_k: self.top_k,
-            top_p: self.top_p,
-            more_smooth,
+    /// The settings given, the rest from `config`'s default sampling.
+    pub fn resolve(&self, config: &ModelConfig) -> Sampling {
+        let default = config.default_sampling();
+        Sampling {
+            cfg: self.cfg.unwrap_or(default.cfg),
+            top_k: self.top_k.unwrap_or(default.top_k),
+            top_p: self.top_p.unwrap_or(default.top_p),
         }
     }
 
@@ -140,6 +142,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Write one row of samples per class as a single PNG.
     Grid(grid::GridArgs),
+    /// Score a grid of cfg × top-k × top-p and optionally store the best in the model file.
+    TuneSampling(tune_sampling::TuneSamplingArgs),
 }
 
 /// Parses the command line and runs it; errors print their chain and exit non-zero.
@@ -159,6 +163,7 @@ pub fn main() -> ExitCode {
         Command::TrainClassifier(args) => train_classifier::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Grid(args) => grid::run(args),
+        Command::TuneSampling(args) => tune_sampling::run(args),
     };
     match result {
         Ok(code) => code,

@@ -80,18 +80,18 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
     for start in (0..args.count).step_by(batch) {
         let n = batch.min(args.count - start);
         let seed = args.seed + start as u64;
-        let request = GenerateRequest {
+        let mut request = GenerateRequest {
             labels: vec![label; n],
             seed,
-            cfg: args.sampling.cfg,
-            sampling: args.sampling.options(args.more_smooth),
             preview: match (args.previews, args.preview_mode) {
                 (false, _) => PreviewMode::None,
                 (true, PreviewArg::Fast) => PreviewMode::Fast,
                 (true, PreviewArg::Full) => PreviewMode::Full,
             },
             mode: args.sampling.mode(),
+            ..GenerateRequest::new(None, 1, 0).with_sampling(args.sampling.resolve(config))
         };
+        request.sampling.more_smooth = args.more_smooth;
         let mut generation = Generation::new(&model, request)?;
         while let Some(event) = pollster::block_on(generation.next_event())? {
             match event {

@@ -14,6 +14,7 @@ mod parallel;
 use burn::tensor::{Int, Tensor, TensorData};
 use web_time::Instant;
 
+use crate::config::Sampling;
 use crate::dd::flow::FlowMap;
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -96,21 +97,31 @@ pub struct GenerateRequest {
 }
 
 impl GenerateRequest {
-    /// `count` images of one class (or unconditional) with the official defaults
-    /// (cfg 1.5, top-k 900, top-p 0.96).
+    /// `count` images of one class (or unconditional) with the official sampling
+    /// ([`Sampling::OFFICIAL`]: cfg 1.5, top-k 900, top-p 0.96).
     pub fn new(label: Option<usize>, count: usize, seed: u64) -> Self {
+        let official = Sampling::OFFICIAL;
         Self {
             labels: vec![label; count],
             seed,
-            cfg: 1.5,
+            cfg: official.cfg,
             sampling: SamplingOptions {
-                top_k: 900,
-                top_p: 0.96,
+                top_k: official.top_k,
+                top_p: official.top_p,
                 more_smooth: false,
             },
             preview: PreviewMode::Fast,
             mode: Mode::Var,
         }
+    }
+
+    /// Takes cfg, top-k and top-p from `sampling` (for instance a model's
+    /// [`ModelConfig::default_sampling`](crate::ModelConfig::default_sampling)).
+    pub fn with_sampling(mut self, sampling: Sampling) -> Self {
+        self.cfg = sampling.cfg;
+        self.sampling.top_k = sampling.top_k;
+        self.sampling.top_p = sampling.top_p;
+        self
     }
 
     /// Checks every option against the model.
@@ -125,12 +136,13 @@ impl GenerateRequest {
         for label in self.labels.iter().flatten() {
             model.config.check_class(*label)?;
         }
-        if !self.cfg.is_finite() || self.cfg < 0.0 {
-            return bad(format!("cfg {} must be a finite number ≥ 0", self.cfg));
-        }
-        let p = self.sampling.top_p;
-        if !p.is_finite() || !(0.0..=1.0).contains(&p) {
-            return bad(format!("top_p {p} must be in [0, 1]"));
+        let sampling = Sampling {
+            cfg: self.cfg,
+            top_k: self.sampling.top_k,
+            top_p: self.sampling.top_p,
+        };
+        if let Some(problem) = sampling.problem() {
+            return bad(problem);
         }
         if self.seed.checked_add(self.labels.len() as u64).is_none() {
             return bad(format!("seed {} overflows with the batch size", self.seed));

@@ -1,0 +1,187 @@
+//! `nextscale tune-sampling`: scores a grid of sampling settings (cfg × top-k × top-p) with
+//! the evaluator and can store the one with the lowest FD in the model file, where every
+//! request that leaves those settings unset picks it up (CLI, npm package and demo page).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::Args;
+use nextscale::config::CONFIG_METADATA_KEY;
+use nextscale::pipeline::Mode;
+use nextscale::{Model, ModelConfig, Sampling};
+use safetensors::SafeTensors;
+
+use super::eval::{EvalReport, Reference};
+use super::train_classifier::DEFAULT_CLASSIFIER;
+use super::{DEFAULT_MODEL, load};
+
+/// Options of `nextscale tune-sampling`.
+#[derive(Args, Debug)]
+pub struct TuneSamplingArgs {
+    /// Model file.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Data set file (from `nextscale data`).
+    #[arg(long, default_value = "data/emoji32.safetensors")]
+    data: PathBuf,
+    /// Classifier file (from `nextscale train-classifier`).
+    #[arg(long, default_value = DEFAULT_CLASSIFIER)]
+    classifier: PathBuf,
+    /// Guidance strengths to try.
+    #[arg(long, value_delimiter = ',', default_values_t = [1.5, 3.0, 4.0])]
+    cfg: Vec<f64>,
+    /// top-k values to try (0: all).
+    #[arg(long, value_delimiter = ',', default_values_t = [900])]
+    top_k: Vec<usize>,
+    /// top-p values to try (0: off).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.96, 0.8, 0.6, 0.5])]
+    top_p: Vec<f64>,
+    /// Samples per class at every setting.
+    #[arg(long, default_value_t = 32)]
+    per_class: usize,
+    /// Seed of the first sample of each class; away from `eval`'s default, so that `eval`
+    /// then scores the chosen setting on samples it was not chosen on.
+    #[arg(long, default_value_t = 2_000_000)]
+    seed: u64,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Store the setting with the lowest FD in the model file as its default sampling.
+    #[arg(long)]
+    write: bool,
+    /// Also write every setting's report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Runs `nextscale tune-sampling`.
+pub fn run(args: TuneSamplingArgs) -> Result<ExitCode> {
+    let mut grid = Vec::new();
+    for &cfg in &args.cfg {
+        for &top_k in &args.top_k {
+            for &top_p in &args.top_p {
+                grid.push(Sampling { cfg, top_k, top_p });
+            }
+        }
+    }
+    if grid.is_empty() {
+        bail!("the grid is empty: give at least one --cfg, --top-k and --top-p");
+    }
+    if let Some(problem) = grid.iter().find_map(Sampling::problem) {
+        bail!("bad grid point: {problem}");
+    }
+    let bytes = load::read(&args.model)?;
+    if args.write && SafeTensors::read_metadata(&bytes).is_err() {
+        bail!("--write needs a .safetensors model file");
+    }
+    let device = Device::flex();
+    let reference = Reference::load(&args.data, &args.classifier, &device)?;
+    let model = load::model(&args.model, &device)?;
+    let name = args.model.display().to_string();
+
+    let mut reports: Vec<EvalReport> = Vec::with_capacity(grid.len());
+    println!("| cfg | top-k | top-p | FD | KID | cond. acc | precision | recall |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for sampling in grid {
+        let r = reference.score(
+            &model,
+            &name,
+            sampling,
+            Mode::Var,
+            args.per_class,
+            args.seed,
+            args.batch,
+        )?;
+        println!(
+            "| {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.2} | {:.2} |",
+            sampling.cfg,
+            sampling.top_k,
+            sampling.top_p,
+            r.fd,
+            r.kid,
+            r.conditional_accuracy,
+            r.precision,
+            r.recall
+        );
+        reports.push(r);
+    }
+    let best = reports
+        .iter()
+        .min_by(|a, b| a.fd.total_cmp(&b.fd))
+        .expect("the grid is not empty");
+    let s = best.sampling;
+    println!(
+        "lowest FD {:.1} (real-vs-real floor {:.1}) at cfg {}, top-k {}, top-p {}",
+        best.fd, best.fd_real_floor, s.cfg, s.top_k, s.top_p
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&reports)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.write {
+        let out = with_default_sampling(&bytes, s)?;
+        // Load what will be written before replacing the file.
+        Model::from_safetensors(&out, &device).context("checking the rewritten model")?;
+        let tmp = args.model.with_extension("safetensors.tmp");
+        std::fs::write(&tmp, &out).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &args.model)
+            .with_context(|| format!("replacing {}", args.model.display()))?;
+        println!("stored it as the default sampling of {name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The model file `bytes` with `sampling` as its config's default sampling; tensors and
+/// other metadata unchanged.
+fn with_default_sampling(bytes: &[u8], sampling: Sampling) -> Result<Vec<u8>> {
+    let (_, header) = SafeTensors::read_metadata(bytes)?;
+    let mut metadata: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
+    let json = metadata
+        .get(CONFIG_METADATA_KEY)
+        .with_context(|| format!("the model file has no {CONFIG_METADATA_KEY} metadata"))?;
+    let mut config = ModelConfig::from_json(json)?;
+    config.sampling = Some(sampling);
+    metadata.insert(CONFIG_METADATA_KEY.to_string(), config.to_json());
+    let tensors = SafeTensors::deserialize(bytes)?;
+    Ok(safetensors::serialize(tensors.tensors(), Some(metadata))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_sampling_becomes_the_default_and_tensors_stay_identical() {
+        let device = Device::flex();
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../web/public/models/emoji32.safetensors"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let sampling = Sampling {
+            cfg: 4.0,
+            top_k: 50,
+            top_p: 0.5,
+        };
+        let out = with_default_sampling(&bytes, sampling).unwrap();
+        let reloaded = Model::from_safetensors(&out, &device).unwrap();
+        assert_eq!(reloaded.config.default_sampling(), sampling);
+        let (a, b) = (
+            SafeTensors::deserialize(&bytes).unwrap(),
+            SafeTensors::deserialize(&out).unwrap(),
+        );
+        let mut names = a.names();
+        names.sort();
+        assert_eq!(names.len(), b.names().len());
+        for name in names {
+            let (ta, tb) = (a.tensor(name).unwrap(), b.tensor(name).unwrap());
+            assert_eq!(
+                (ta.dtype(), ta.shape(), ta.data()),
+                (tb.dtype(), tb.shape(), tb.data())
+            );
+        }
+    }
+}
