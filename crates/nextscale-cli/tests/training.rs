@@ -185,8 +185,7 @@ fn train_resume_export_sample_and_eval() {
         "4",
     ]);
     let json = dir.path().join("eval.json");
-    let text = ok(&[
-        "eval",
+    let scoring = [
         "--model",
         p(&model),
         "--data",
@@ -195,9 +194,8 @@ fn train_resume_export_sample_and_eval() {
         p(&classifier),
         "--per-class",
         "2",
-        "--json",
-        p(&json),
-    ]);
+    ];
+    let text = ok(&[&["eval"], &scoring[..], &["--json", p(&json)]].concat());
     assert!(text.contains("conditional accuracy"), "{text}");
     let eval: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
@@ -205,6 +203,25 @@ fn train_resume_export_sample_and_eval() {
     let acc = eval["conditional_accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc));
     assert!(eval["fd"].as_f64().unwrap() >= -1e-9);
+
+    // Tuning the sampling stores the lowest-FD setting, which then becomes the default.
+    let grid = ["--cfg", "1,3", "--top-k", "0", "--top-p", "0.5", "--write"];
+    let tuned = ok(&[&["tune-sampling"], &scoring[..], &grid[..]].concat());
+    assert!(
+        tuned.contains("stored it as the default sampling"),
+        "{tuned}"
+    );
+    let inspected = ok(&["inspect", p(&model)]);
+    let line = inspected
+        .lines()
+        .find(|l| l.starts_with("sampling"))
+        .expect("a sampling line");
+    assert!(
+        line.contains("top-k 0, top-p 0.5 (the file's recommendation)"),
+        "{line}"
+    );
+    let rescored = ok(&[&["eval"], &scoring[..]].concat());
+    assert!(rescored.contains("top-k 0, top-p 0.5)"), "{rescored}");
 
     // Distilled Decoding on the exported teacher.
     let teacher_only = nextscale(&[

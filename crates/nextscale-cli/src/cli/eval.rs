@@ -22,29 +22,36 @@ use super::{DEFAULT_MODEL, SamplingArgs, load, progress};
 /// Neighbours of the k-NN precision/recall balls.
 const KNN_K: usize = 3;
 
+/// What `eval` and `tune-sampling` score with: the model, the evaluator and the sample count.
+#[derive(Args, Debug)]
+pub struct ScoringArgs {
+    /// Model file.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Data set file (from `nextscale data`).
+    #[arg(long, default_value = "data/emoji32.safetensors")]
+    pub data: PathBuf,
+    /// Classifier file (from `nextscale train-classifier`).
+    #[arg(long, default_value = DEFAULT_CLASSIFIER)]
+    pub classifier: PathBuf,
+    /// Samples per class.
+    #[arg(long, default_value_t = 32)]
+    pub per_class: usize,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+}
+
 /// Options of `nextscale eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Model file.
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    model: PathBuf,
-    /// Data set file (from `nextscale data`).
-    #[arg(long, default_value = "data/emoji32.safetensors")]
-    data: PathBuf,
-    /// Classifier file (from `nextscale train-classifier`).
-    #[arg(long, default_value = DEFAULT_CLASSIFIER)]
-    classifier: PathBuf,
-    /// Samples per class.
-    #[arg(long, default_value_t = 32)]
-    per_class: usize,
+    #[command(flatten)]
+    scoring: ScoringArgs,
     /// Seed of the first sample of each class.
     #[arg(long, default_value_t = 1_000_000)]
     seed: u64,
     #[command(flatten)]
     sampling: SamplingArgs,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -244,18 +251,19 @@ impl Reference {
 
 /// Runs `nextscale eval`.
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
+    let scoring = &args.scoring;
     let device = Device::flex();
-    let reference = Reference::load(&args.data, &args.classifier, &device)?;
-    let model = load::model(&args.model, &device)?;
+    let reference = Reference::load(&scoring.data, &scoring.classifier, &device)?;
+    let model = load::model(&scoring.model, &device)?;
     let sampling = args.sampling.resolve(&model.config);
     let report = reference.score(
         &model,
-        &args.model.display().to_string(),
+        &scoring.model.display().to_string(),
         sampling,
         args.sampling.mode(),
-        args.per_class,
+        scoring.per_class,
         args.seed,
-        args.batch,
+        scoring.batch,
     )?;
     print_table(&report, &model.config.class_names);
     if let Some(path) = &args.json {

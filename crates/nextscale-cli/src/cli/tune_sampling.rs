@@ -14,22 +14,14 @@ use nextscale::pipeline::Mode;
 use nextscale::{Model, ModelConfig, Sampling};
 use safetensors::SafeTensors;
 
-use super::eval::{EvalReport, Reference};
-use super::train_classifier::DEFAULT_CLASSIFIER;
-use super::{DEFAULT_MODEL, load};
+use super::eval::{EvalReport, Reference, ScoringArgs};
+use super::load;
 
 /// Options of `nextscale tune-sampling`.
 #[derive(Args, Debug)]
 pub struct TuneSamplingArgs {
-    /// Model file.
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    model: PathBuf,
-    /// Data set file (from `nextscale data`).
-    #[arg(long, default_value = "data/emoji32.safetensors")]
-    data: PathBuf,
-    /// Classifier file (from `nextscale train-classifier`).
-    #[arg(long, default_value = DEFAULT_CLASSIFIER)]
-    classifier: PathBuf,
+    #[command(flatten)]
+    scoring: ScoringArgs,
     /// Guidance strengths to try.
     #[arg(long, value_delimiter = ',', default_values_t = [1.5, 3.0, 4.0])]
     cfg: Vec<f64>,
@@ -39,16 +31,10 @@ pub struct TuneSamplingArgs {
     /// top-p values to try (0: off).
     #[arg(long, value_delimiter = ',', default_values_t = [0.96, 0.8, 0.6, 0.5])]
     top_p: Vec<f64>,
-    /// Samples per class at every setting.
-    #[arg(long, default_value_t = 32)]
-    per_class: usize,
     /// Seed of the first sample of each class; away from `eval`'s default, so that `eval`
     /// then scores the chosen setting on samples it was not chosen on.
     #[arg(long, default_value_t = 2_000_000)]
     seed: u64,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
     /// Store the setting with the lowest FD in the model file as its default sampling.
     #[arg(long)]
     write: bool,
@@ -73,14 +59,25 @@ pub fn run(args: TuneSamplingArgs) -> Result<ExitCode> {
     if let Some(problem) = grid.iter().find_map(Sampling::problem) {
         bail!("bad grid point: {problem}");
     }
-    let bytes = load::read(&args.model)?;
-    if args.write && SafeTensors::read_metadata(&bytes).is_err() {
-        bail!("--write needs a .safetensors model file");
-    }
+    let scoring = &args.scoring;
+    let name = scoring.model.display().to_string();
+    // The file to rewrite, read and checked before the grid runs.
+    let bytes = if args.write {
+        let not_a_file = || format!("--write needs a .safetensors model file, not {name}");
+        if !scoring.model.is_file() {
+            bail!(not_a_file());
+        }
+        let bytes = load::read(&scoring.model)?;
+        if SafeTensors::read_metadata(&bytes).is_err() {
+            bail!(not_a_file());
+        }
+        Some(bytes)
+    } else {
+        None
+    };
     let device = Device::flex();
-    let reference = Reference::load(&args.data, &args.classifier, &device)?;
-    let model = load::model(&args.model, &device)?;
-    let name = args.model.display().to_string();
+    let reference = Reference::load(&scoring.data, &scoring.classifier, &device)?;
+    let model = load::model(&scoring.model, &device)?;
 
     let mut reports: Vec<EvalReport> = Vec::with_capacity(grid.len());
     println!("| cfg | top-k | top-p | FD | KID | cond. acc | precision | recall |");
@@ -91,9 +88,9 @@ pub fn run(args: TuneSamplingArgs) -> Result<ExitCode> {
             &name,
             sampling,
             Mode::Var,
-            args.per_class,
+            scoring.per_class,
             args.seed,
-            args.batch,
+            scoring.batch,
         )?;
         println!(
             "| {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.2} | {:.2} |",
@@ -121,14 +118,14 @@ pub fn run(args: TuneSamplingArgs) -> Result<ExitCode> {
         std::fs::write(path, serde_json::to_string_pretty(&reports)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if args.write {
+    if let Some(bytes) = bytes {
         let out = with_default_sampling(&bytes, s)?;
         // Load what will be written before replacing the file.
         Model::from_safetensors(&out, &device).context("checking the rewritten model")?;
-        let tmp = args.model.with_extension("safetensors.tmp");
+        let tmp = scoring.model.with_extension("safetensors.tmp");
         std::fs::write(&tmp, &out).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &args.model)
-            .with_context(|| format!("replacing {}", args.model.display()))?;
+        std::fs::rename(&tmp, &scoring.model)
+            .with_context(|| format!("replacing {}", scoring.model.display()))?;
         println!("stored it as the default sampling of {name}");
     }
     Ok(ExitCode::SUCCESS)
