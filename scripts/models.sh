@@ -3,7 +3,9 @@
 # - var-tiny-a.safetensors, made from the reference fixture ../shared/fixtures/var-tiny-a
 #   (random weights: a test model, not a trained one) with `nextscale convert`;
 # - every other *.safetensors already there (the trained emoji32.safetensors, once it ships).
-# The default is emoji32.safetensors when present, else the fixture model.
+# The default is emoji32.safetensors when present, else the fixture model. Each entry
+# carries the file's SHA-256: the page puts it in the model URL, so a changed file is never
+# served from a visitor's Cache API copy of the old one.
 # Usage: scripts/models.sh [path/to/nextscale]   (default: target/release/nextscale)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ fi
 default=var-tiny-a.safetensors
 [ -f "$DIR/emoji32.safetensors" ] && default=emoji32.safetensors
 node - "$DIR" "$default" <<'JS'
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 const [dir, def] = process.argv.slice(2);
@@ -31,6 +34,7 @@ const models = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sor
   file,
   name: path.basename(file, '.safetensors'),
   bytes: fs.statSync(path.join(dir, file)).size,
+  sha256: crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, file))).digest('hex'),
 }));
 fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify({ default: def, models }, null, 2) + '\n');
 console.error(`[models] ${models.map((m) => m.file).join(', ')} (default ${def})`);

@@ -3,6 +3,7 @@
 // (without it), cross-backend determinism, a corrupt model file, abort, a clean console.
 //   node --test tests/browser/demo.test.mjs     (after scripts/models.sh and the web build)
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
@@ -173,9 +174,11 @@ test('without WebGPU the CPU fallback is shown and generation completes', { time
   finalImages.cpu = await generateChecked(page, 'cpu');
   // This model has no distilled student, so only VAR and the naive baseline are offered.
   assert.deepEqual(await enabledModes(page), ['var', 'parallel']);
-  // The downloaded model is in the Cache API for the next visit.
+  // The downloaded model is in the Cache API for the next visit, under a URL versioned by
+  // the file's content (manifest.json), so a changed file is fetched anew.
   const cached = await page.evaluate(async () => (await (await caches.open('nextscale-models-v1')).keys()).map((r) => r.url));
-  assert.ok(cached.some((u) => u.endsWith('.safetensors')), `cache holds ${cached}`);
+  const sha256 = createHash('sha256').update(readFileSync(new URL(`../../web/dist/models/${TEST_MODEL}`, import.meta.url))).digest('hex');
+  assert.ok(cached.some((u) => u.endsWith(`/models/${TEST_MODEL}?v=${sha256.slice(0, 16)}`)), `cache holds ${cached}`);
   assert.deepEqual(problems, []);
   await page.close();
 });

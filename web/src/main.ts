@@ -6,7 +6,13 @@ import './style.css';
 /** `models/manifest.json`, written by scripts/models.sh. */
 interface Manifest {
   default: string;
-  models: { file: string; name: string; bytes: number }[];
+  models: { file: string; name: string; bytes: number; sha256: string }[];
+}
+
+/** A manifest model's URL, versioned by its content so a changed file bypasses the cache. */
+function modelUrl(manifest: Manifest, file: string): string {
+  const entry = manifest.models.find((m) => m.file === file);
+  return entry ? `models/${file}?v=${entry.sha256.slice(0, 16)}` : `models/${file}`;
 }
 
 const $ = <T extends HTMLElement>(id: string): T => {
@@ -272,7 +278,8 @@ async function start(): Promise<void> {
     ...manifest.models.map((m) => new Option(`${m.name} (${(m.bytes / 1e6).toFixed(1)} MB)`, m.file)),
   );
   ui.model.value = params.get('model') ?? manifest.default;
-  const loadSelected = () => loadEngine(`models/${ui.model.value}`, ui.model.selectedOptions[0]?.text ?? ui.model.value);
+  const loadSelected = () =>
+    loadEngine(modelUrl(manifest, ui.model.value), ui.model.selectedOptions[0]?.text ?? ui.model.value);
   ui.model.addEventListener('change', () => void loadSelected());
   ui.backendChoice.addEventListener('change', () => void loadSelected());
   ui.modelFile.addEventListener('change', () => {
