@@ -135,12 +135,7 @@ pub fn run(args: DistillArgs) -> Result<ExitCode> {
             (student, names, 0)
         }
     };
-    let schedule = LrSchedule {
-        peak: args.lr,
-        min: args.lr * 0.02,
-        warmup: (args.steps / 20).max(1),
-        total: args.steps,
-    };
+    let schedule = LrSchedule::warmup_cosine(args.lr, 0.02, args.steps);
     let mut log = LossLog::open(&run, &["loss", "ce", "accuracy", "mse"], start)?;
     let bar = progress::bar(args.steps as u64, "distill");
     bar.set_position(start as u64);

@@ -75,12 +75,7 @@ pub fn run(args: TrainClassifierArgs) -> Result<ExitCode> {
     let mut net = Classifier::new(&mut src, data.num_classes())?;
     let names = src.names().clone();
     let mut optim = AdamWConfig::new().with_weight_decay(1e-4).init();
-    let schedule = LrSchedule {
-        peak: args.lr,
-        min: args.lr * 0.01,
-        warmup: (args.steps / 20).max(1),
-        total: args.steps,
-    };
+    let schedule = LrSchedule::warmup_cosine(args.lr, 0.01, args.steps);
     let sampler = BalancedSampler::new(&data, &data.indices(Split::Train))?;
     let bar = progress::bar(args.steps as u64, "classifier");
     for step in 0..args.steps {

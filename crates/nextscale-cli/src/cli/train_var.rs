@@ -108,12 +108,7 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
             (var, src.names().clone(), 0)
         }
     };
-    let schedule = LrSchedule {
-        peak: args.lr,
-        min: args.lr * 0.02,
-        warmup: (args.steps / 20).max(1),
-        total: args.steps,
-    };
+    let schedule = LrSchedule::warmup_cosine(args.lr, 0.02, args.steps);
     let null = config.num_classes as i64;
     let mut log = LossLog::open(&run, &["loss", "accuracy"], start)?;
     let bar = progress::bar(args.steps as u64, "var");

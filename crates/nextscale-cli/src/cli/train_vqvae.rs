@@ -96,12 +96,7 @@ pub fn run(args: TrainVqvaeArgs) -> Result<ExitCode> {
         }
     };
     let sampler = BalancedSampler::new(&data, &data.indices(Split::Train))?;
-    let schedule = LrSchedule {
-        peak: args.lr,
-        min: args.lr * 0.05,
-        warmup: (args.steps / 20).max(1),
-        total: args.steps,
-    };
+    let schedule = LrSchedule::warmup_cosine(args.lr, 0.05, args.steps);
     let mut log = LossLog::open(&run, &["total", "l1", "l2", "vq"], start)?;
     let mut usage = CodeUsage::new(config.vocab_size);
     let bar = progress::bar(args.steps as u64, "vqvae");

@@ -14,6 +14,17 @@ pub struct LrSchedule {
 }
 
 impl LrSchedule {
+    /// The schedule every trainer here uses: warm-up over the first 5% of `total` steps to
+    /// `peak`, then cosine decay to `min_fraction · peak`.
+    pub fn warmup_cosine(peak: f64, min_fraction: f64, total: usize) -> Self {
+        Self {
+            peak,
+            min: peak * min_fraction,
+            warmup: (total / 20).max(1),
+            total,
+        }
+    }
+
     /// The learning rate of step `step` (0-based).
     pub fn at(&self, step: usize) -> f64 {
         if step < self.warmup {
@@ -43,5 +54,13 @@ mod tests {
         assert!((s.at(60) - (1e-5 + 0.5 * (1e-3 - 1e-5))).abs() < 1e-12);
         assert!((s.at(110) - 1e-5).abs() < 1e-12);
         assert!((1..110).all(|i| s.at(i) <= s.at(i - 1) || i <= 10));
+    }
+
+    #[test]
+    fn warmup_cosine_warms_up_over_a_twentieth() {
+        let s = LrSchedule::warmup_cosine(1e-3, 0.02, 200);
+        assert_eq!((s.peak, s.warmup, s.total), (1e-3, 10, 200));
+        assert!((s.min - 2e-5).abs() < 1e-15);
+        assert_eq!(LrSchedule::warmup_cosine(1e-3, 0.02, 10).warmup, 1);
     }
 }
