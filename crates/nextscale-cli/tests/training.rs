@@ -252,6 +252,10 @@ fn train_resume_export_sample_and_eval() {
         "8",
     ];
     ok(&[&pairs_args[..], &["--count", "4"]].concat());
+    // A new recommended sampling in the teacher's file leaves its pairs extendable: the
+    // pairs take their sampling from distill-data's own options.
+    let retune = ["--cfg", "1", "--top-k", "0", "--top-p", "0.6", "--write"];
+    ok(&[&["tune-sampling"], &scoring[..], &retune[..]].concat());
     let text = ok(&[&pairs_args[..], &["--count", "6"]].concat());
     assert!(
         text.contains("extending") && text.contains("from 4 pairs"),

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
+use nextscale::Sampling;
 use nextscale::pipeline::{Event, GenerateRequest, Generation, PreviewMode};
 use nextscale::sampler::SamplingOptions;
 use nextscale::train::distill::{DistillInfo, DistillPairs};
@@ -30,14 +31,15 @@ pub struct DistillDataArgs {
     /// Noise seed of the first pair.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Classifier-free guidance strength of the teacher.
-    #[arg(long, default_value_t = 1.5)]
+    /// Classifier-free guidance strength of the teacher (default: the official VAR sampling,
+    /// the one Distilled Decoding distils, not the file's recommendation).
+    #[arg(long, default_value_t = Sampling::OFFICIAL.cfg)]
     cfg: f64,
     /// Top-k mask of the teacher's distributions (0: all).
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = Sampling::OFFICIAL.top_k)]
     top_k: usize,
     /// Top-p mask of the teacher's distributions (0: off).
-    #[arg(long, default_value_t = 0.96)]
+    #[arg(long, default_value_t = Sampling::OFFICIAL.top_p)]
     top_p: f64,
     /// Euler steps of Ψ.
     #[arg(long, default_value_t = 32)]
@@ -67,8 +69,12 @@ pub fn run(args: DistillDataArgs) -> Result<ExitCode> {
     let model = load::model(&args.model, &Device::flex())?;
     let config = &model.config;
     let mut teacher = config.clone();
+    // The teacher's identity is its weights' config: not the student, the preview matrix or
+    // a recommended sampling (this command takes its sampling from the options), so that
+    // storing one later (`tune-sampling --write`) does not orphan a partial pairs file.
     teacher.dd = None;
     teacher.preview = None;
+    teacher.sampling = None;
     let info = DistillInfo {
         cfg: args.cfg,
         top_k: args.top_k,
