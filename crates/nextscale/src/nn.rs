@@ -110,6 +110,13 @@ impl Conv2d {
     /// # Shapes
     /// - x: `[B, in, H, W]` → `[B, out, H', W']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.stride == 1 && (self.pad_begin, self.pad_end) == (1, 1) {
+            let conv = crate::cpu_conv::try_conv3x3(&x, &self.weight.val(), &self.bias.val());
+            if let Some(y) = conv {
+                return y;
+            }
+        }
         let pad = (self.pad_begin, self.pad_end);
         let options = ConvOptions {
             stride: [self.stride; 2],

@@ -438,6 +438,33 @@ mod tests {
         }
     }
 
+    /// On an autodiff device a 3×3 convolution stays on the backend (the core's host
+    /// Winograd path is for plain flex only), so its weights get their gradient: for the sum
+    /// of outputs over a 32×32 input of ones, each tap's gradient counts the positions where
+    /// it reads inside the image.
+    #[test]
+    fn convolutions_keep_their_gradient_on_autodiff_flex() {
+        let device = Device::flex().autodiff();
+        let mut src = ParamSource::random(0, &device);
+        let conv = nextscale::nn::Conv2d::new(&mut src, "conv", 2, 3, 3).unwrap();
+        let x = Tensor::<4>::ones([1, 2, 32, 32], &device);
+        let grads = conv.forward(x).sum().backward();
+        let dw: Vec<f32> = conv
+            .weight
+            .val()
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        for (i, &g) in dw.iter().enumerate() {
+            let (dy, dx) = ((i % 9) / 3, i % 3);
+            let rows = if dy == 1 { 32.0 } else { 31.0 };
+            let cols = if dx == 1 { 32.0 } else { 31.0 };
+            assert_eq!(g, rows * cols, "tap ({dy}, {dx})");
+        }
+    }
+
     #[test]
     fn one_step_lowers_every_stage_loss_on_a_fixed_batch() {
         let device = Device::flex().autodiff();
