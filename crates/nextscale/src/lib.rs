@@ -12,7 +12,7 @@ pub mod classifier;
 pub mod config;
 pub mod convert;
 #[cfg(not(target_arch = "wasm32"))]
-pub mod cpu_conv;
+pub mod cpu;
 pub mod dataset;
 pub mod dd;
 pub mod error;

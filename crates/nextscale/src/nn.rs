@@ -112,7 +112,7 @@ impl Conv2d {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         #[cfg(not(target_arch = "wasm32"))]
         if self.stride == 1 && (self.pad_begin, self.pad_end) == (1, 1) {
-            let conv = crate::cpu_conv::try_conv3x3(&x, &self.weight.val(), &self.bias.val());
+            let conv = crate::cpu::conv::try_conv3x3(&x, &self.weight.val(), &self.bias.val());
             if let Some(y) = conv {
                 return y;
             }
@@ -161,6 +161,39 @@ impl GroupNorm {
     /// # Shapes
     /// - x: `[B, C, H, W]` → `[B, C, H, W]`
     pub fn forward(&self, x_bchw: Tensor<4>) -> Tensor<4> {
+        self.forward_then(x_bchw, false)
+    }
+
+    /// `silu(self.forward(x))`, in one pass where a host kernel takes it.
+    ///
+    /// # Shapes
+    /// - x: `[B, C, H, W]` → `[B, C, H, W]`
+    pub fn forward_silu(&self, x_bchw: Tensor<4>) -> Tensor<4> {
+        self.forward_then(x_bchw, true)
+    }
+
+    fn forward_then(&self, x_bchw: Tensor<4>, then_silu: bool) -> Tensor<4> {
+        let ops = |x_bchw: Tensor<4>| {
+            let normed_bchw = self.normalize(x_bchw);
+            if then_silu {
+                silu(normed_bchw)
+            } else {
+                normed_bchw
+            }
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::cpu::pointwise::group_norm_or(
+            x_bchw,
+            &self.weight.val(),
+            &self.bias.val(),
+            (self.groups, self.eps, then_silu),
+            ops,
+        );
+        #[cfg(target_arch = "wasm32")]
+        ops(x_bchw)
+    }
+
+    fn normalize(&self, x_bchw: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x_bchw.dims();
         let x_bgn = x_bchw.reshape([b, self.groups, (c / self.groups) * h * w]);
         let mean_bg1 = x_bgn.clone().mean_dim(2);
@@ -199,7 +232,7 @@ impl Embedding {
 /// Largest exponent the logistic activations below pass to `exp`: beyond it `1 + e^z` is
 /// already `e^z` to f32 precision, and `e^z` stays finite, so the gradient through `exp` is
 /// 0 instead of `0·∞ = NaN`.
-const MAX_LOGISTIC_EXPONENT: f64 = 80.0;
+pub(crate) const MAX_LOGISTIC_EXPONENT: f64 = 80.0;
 
 /// `x / (1 + e^z)`, which is `x·σ(−z)`, with `z` clamped to [`MAX_LOGISTIC_EXPONENT`].
 fn over_one_plus_exp<const D: usize>(x: Tensor<D>, z: Tensor<D>) -> Tensor<D> {
@@ -207,27 +240,39 @@ fn over_one_plus_exp<const D: usize>(x: Tensor<D>, z: Tensor<D>) -> Tensor<D> {
 }
 
 /// SiLU, `x·σ(x)`, as `x / (1 + e^{−x})`: one `exp` and one division. burn's `silu` goes
-/// through a branchy scalar sigmoid on flex, about 1.4× slower on the VQ-VAE decoder.
+/// through a branchy scalar sigmoid on flex, about 1.4× slower on the VQ-VAE decoder. On
+/// the plain native flex device the same formula runs as a host kernel (`cpu::pointwise`).
 ///
 /// # Shapes
 /// - x: any → same
 pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    over_one_plus_exp(x.clone(), -x)
+    let ops = |x: Tensor<D>| over_one_plus_exp(x.clone(), -x);
+    #[cfg(not(target_arch = "wasm32"))]
+    return crate::cpu::pointwise::silu_or(x, ops);
+    #[cfg(target_arch = "wasm32")]
+    ops(x)
 }
 
 /// GELU with the tanh approximation (PyTorch `approximate='tanh'`),
 /// `0.5·x·(1 + tanh(u))` with `u = √(2/π)·(x + 0.044715·x³)`, computed through the identity
 /// `0.5·(1 + tanh(u)) = σ(2u)` as `x / (1 + e^{−2u})`: on flex, `tanh` is a scalar libm call
 /// about 4× slower than this. The cube is two multiplications (a `powf` per element is
-/// several times slower on CPU).
+/// several times slower on CPU). On the plain native flex device the same formula runs as a
+/// host kernel (`cpu::pointwise`).
 ///
 /// # Shapes
 /// - x: any → same
 pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
-    let cube = x.clone() * x.clone() * x.clone();
-    let minus_2u = (x.clone() + cube * 0.044715) * (-2.0 * SQRT_2_OVER_PI);
-    over_one_plus_exp(x, minus_2u)
+    let ops = |x: Tensor<D>| {
+        let cube = x.clone() * x.clone() * x.clone();
+        let minus_2u = (x.clone() + cube * 0.044715) * (-2.0 * SQRT_2_OVER_PI);
+        over_one_plus_exp(x, minus_2u)
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    return crate::cpu::pointwise::gelu_tanh_or(x, ops);
+    #[cfg(target_arch = "wasm32")]
+    ops(x)
 }
 
 /// LayerNorm over the last axis without affine parameters (`ln_wo_grad`).

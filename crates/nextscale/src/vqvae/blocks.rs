@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
 use crate::error::Result;
-use crate::nn::{Conv2d, GroupNorm, silu};
+use crate::nn::{Conv2d, GroupNorm};
 use crate::weights::ParamSource;
 
 /// GroupNorm(32, eps 1e-6) as the official `Normalize`.
@@ -48,8 +48,8 @@ impl ResnetBlock {
     /// # Shapes
     /// - x: `[B, c_in, H, W]` → `[B, c_out, H, W]`
     pub fn forward(&self, x_bchw: Tensor<4>) -> Tensor<4> {
-        let h_bchw = self.conv1.forward(silu(self.norm1.forward(x_bchw.clone())));
-        let h_bchw = self.conv2.forward(silu(self.norm2.forward(h_bchw)));
+        let h_bchw = self.conv1.forward(self.norm1.forward_silu(x_bchw.clone()));
+        let h_bchw = self.conv2.forward(self.norm2.forward_silu(h_bchw));
         let shortcut_bchw = match &self.nin_shortcut {
             Some(conv) => conv.forward(x_bchw),
             None => x_bchw,

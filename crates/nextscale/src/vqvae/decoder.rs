@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use super::blocks::{AttnBlock, ResnetBlock, normalize};
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::nn::{Conv2d, GroupNorm, silu};
+use crate::nn::{Conv2d, GroupNorm};
 use crate::weights::ParamSource;
 
 /// One resolution level: `num_res_blocks + 1` ResNet blocks, attention at the lowest level,
@@ -109,7 +109,7 @@ impl Decoder {
                 h_bchw = conv.forward(upsample_nearest_2x(h_bchw));
             }
         }
-        self.conv_out.forward(silu(self.norm_out.forward(h_bchw)))
+        self.conv_out.forward(self.norm_out.forward_silu(h_bchw))
     }
 }
 

@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use super::blocks::{AttnBlock, ResnetBlock, normalize};
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::nn::{Conv2d, GroupNorm, silu};
+use crate::nn::{Conv2d, GroupNorm};
 use crate::weights::ParamSource;
 
 /// One resolution level: ResNet blocks, attention at the lowest level, then a downsample.
@@ -97,6 +97,6 @@ impl Encoder {
         let h_bchw = self
             .mid_block_2
             .forward(self.mid_attn_1.forward(self.mid_block_1.forward(h_bchw)));
-        self.conv_out.forward(silu(self.norm_out.forward(h_bchw)))
+        self.conv_out.forward(self.norm_out.forward_silu(h_bchw))
     }
 }

@@ -1,5 +1,4 @@
-//! A 3×3, stride-1, padding-1 convolution on host memory for the native CPU (flex) device,
-//! by Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for
+//! A 3×3, stride-1, padding-1 convolution on host memory by Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for
 //! Convolutional Neural Networks", 2016).
 //!
 //! Each 2×2 output tile is `Aᵀ [Σ_c U_c ⊙ V_c] A`, with `U = G g Gᵀ` the 4×4 transform of a
@@ -11,7 +10,7 @@
 //! im2col convolution (see `try_conv3x3`); results agree to float rounding (the transforms
 //! use only ±1 and ½).
 
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
@@ -31,14 +30,10 @@ pub fn try_conv3x3(
     weight_oikk: &Tensor<4>,
     bias_o: &Tensor<1>,
 ) -> Option<Tensor<4>> {
-    let device = x_bchw.device();
-    let f32_operands = [x_bchw.dtype(), weight_oikk.dtype(), bias_o.dtype()]
-        .iter()
-        .all(|&dtype| dtype == DType::F32);
-    // Device equality ignores autodiff; a traced convolution must stay on the backend.
-    if device != Device::flex() || device.is_autodiff() || !f32_operands {
+    if !(super::on_host(x_bchw) && super::on_host(weight_oikk) && super::on_host(bias_o)) {
         return None;
     }
+    let device = x_bchw.device();
     let [batch, c_in, h, w] = x_bchw.dims();
     let [c_out, weight_c_in, kh, kw] = weight_oikk.dims();
     if (weight_c_in, kh, kw) != (c_in, 3, 3) || bias_o.dims() != [c_out] || h * w < MIN_POSITIONS {
@@ -126,11 +121,16 @@ pub fn conv3x3(
             .zip(x_chw.par_chunks(h * w))
             .for_each(|(padded, channel)| {
                 for (y, row) in channel.chunks_exact(w).enumerate() {
-                    let dst = &mut padded[(y + 1) * pitch..(y + 2) * pitch];
-                    // Input column x sits at padded column x + 1.
-                    for (x, &value) in row.iter().enumerate() {
-                        let col = x + 1;
-                        dst[(col % 2) * half + col / 2] = value;
+                    let (even, odd) = padded[(y + 1) * pitch..(y + 2) * pitch].split_at_mut(half);
+                    // Input column x sits at padded column x + 1: x = 2j goes to odd[j],
+                    // x = 2j + 1 to even[j + 1].
+                    let pairs = row.chunks_exact(2);
+                    if let [last] = pairs.remainder() {
+                        odd[w / 2] = *last;
+                    }
+                    for ((pair, o), e) in pairs.zip(odd.iter_mut()).zip(&mut even[1..]) {
+                        *o = pair[0];
+                        *e = pair[1];
                     }
                 }
             });
@@ -203,7 +203,7 @@ pub fn conv3x3(
                         );
                     }
                 }
-                let mut scratch = vec![0.0f32; 8 * tiles_w];
+                let mut scratch = vec![0.0f32; 6 * tiles_w];
                 for (o, dst) in out_rows.iter_mut().enumerate() {
                     let rows = dst.len() / w;
                     for ty in 0..n_ty {
@@ -284,7 +284,7 @@ fn input_transform_row(rows: &[f32], half: usize, db: &mut [f32], v: &mut [&mut 
 
 /// Aᵀ m A + bias for a row of tiles, with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]; `m[ξ][t]` is
 /// product ξ = 4r + s of tile t. Writes the one or two output rows `dst` of width `w`.
-/// `scratch` holds 8 rows.
+/// `scratch` holds 6 rows.
 fn output_transform_row(
     m: &[&[f32]; 16],
     bias: f32,
@@ -293,29 +293,43 @@ fn output_transform_row(
     dst: &mut [f32],
 ) {
     let tiles = m[0].len();
-    let (sum, diff) = scratch.split_at_mut(4 * tiles);
-    // Aᵀ m: per column j, s_j = m0j + m1j + m2j and r_j = m1j − m2j − m3j.
-    for j in 0..4 {
-        let sum_j = &mut sum[j * tiles..(j + 1) * tiles];
-        let diff_j = &mut diff[j * tiles..(j + 1) * tiles];
-        for t in 0..tiles {
-            sum_j[t] = m[j][t] + m[4 + j][t] + m[8 + j][t];
-            diff_j[t] = m[4 + j][t] - m[8 + j][t] - m[12 + j][t];
-        }
-    }
-    // (Aᵀ m) A: columns 2t and 2t+1 of each output row.
-    for (a, dst_row) in [&*sum, &*diff].into_iter().zip(dst.chunks_exact_mut(w)) {
-        let (a0, a1, a2, a3) = (
-            &a[..tiles],
-            &a[tiles..2 * tiles],
-            &a[2 * tiles..3 * tiles],
-            &a[3 * tiles..],
-        );
-        for (t, pair) in dst_row.chunks_mut(2).enumerate() {
-            pair[0] = bias + a0[t] + a1[t] + a2[t];
-            if let Some(second) = pair.get_mut(1) {
-                *second = bias + a1[t] - a2[t] - a3[t];
+    let (a, y) = scratch.split_at_mut(4 * tiles);
+    let (y0, y1) = y.split_at_mut(tiles);
+    for (i, dst_row) in dst.chunks_exact_mut(w).enumerate() {
+        // Row i of Aᵀ m, per column j: m0j + m1j + m2j, or m1j − m2j − m3j.
+        for (j, a_j) in a.chunks_exact_mut(tiles).enumerate() {
+            let (m0, m1, m2, m3) = (m[j], m[4 + j], m[8 + j], m[12 + j]);
+            if i == 0 {
+                for (((a, &p), &q), &r) in a_j.iter_mut().zip(m0).zip(m1).zip(m2) {
+                    *a = p + q + r;
+                }
+            } else {
+                for (((a, &p), &q), &r) in a_j.iter_mut().zip(m1).zip(m2).zip(m3) {
+                    *a = p - q - r;
+                }
             }
+        }
+        // Times A: output columns 2t (a0 + a1 + a2) and 2t+1 (a1 − a2 − a3).
+        let (a0, rest) = a.split_at(tiles);
+        let (a1, rest) = rest.split_at(tiles);
+        let (a2, a3) = rest.split_at(tiles);
+        for ((((y0, y1), &p), &q), (&r, &s)) in y0
+            .iter_mut()
+            .zip(y1.iter_mut())
+            .zip(a0)
+            .zip(a1)
+            .zip(a2.iter().zip(a3))
+        {
+            *y0 = bias + p + q + r;
+            *y1 = bias + q - r - s;
+        }
+        let (pairs, last) = dst_row.split_at_mut(w / 2 * 2);
+        for (pair, (&even, &odd)) in pairs.chunks_exact_mut(2).zip(y0.iter().zip(y1.iter())) {
+            pair[0] = even;
+            pair[1] = odd;
+        }
+        if let Some(x) = last.first_mut() {
+            *x = y0[tiles - 1];
         }
     }
 }
@@ -325,7 +339,7 @@ mod tests {
     use super::*;
     use burn::tensor::module::conv2d;
     use burn::tensor::ops::ConvOptions;
-    use burn::tensor::{Distribution, Tensor};
+    use burn::tensor::{Device, Distribution, Tensor};
 
     fn run(x: &[f32], weight: &[f32], bias: &[f32], shape: Conv3x3Shape) -> Vec<f32> {
         conv3x3(x, weight, bias, shape)
