@@ -42,7 +42,14 @@ pub fn top_p_mask(logits: &mut [f32], top_p: f64) {
     if top_p <= 0.0 {
         return;
     }
-    let mut order: Vec<usize> = (0..logits.len()).collect();
+    // Masked tokens would come first in ascending order and add 0 to the cumulative mass,
+    // so leaving them out changes nothing; after top-k only k tokens need sorting.
+    let mut order: Vec<usize> = (0..logits.len())
+        .filter(|&i| logits[i] != f32::NEG_INFINITY)
+        .collect();
+    if order.is_empty() {
+        return;
+    }
     order.sort_by(|&a, &b| logits[a].total_cmp(&logits[b]));
     let probs = softmax(logits);
     let mut cum = 0.0;
@@ -62,7 +69,17 @@ pub fn top_p_mask(logits: &mut [f32], top_p: f64) {
 /// Softmax in f64 (masked entries give 0).
 pub fn softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let exps: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+    // Masked entries are exactly 0 (libm's `exp(−∞)` is a slow path).
+    let exps: Vec<f64> = logits
+        .iter()
+        .map(|&v| {
+            if v == f32::NEG_INFINITY {
+                0.0
+            } else {
+                (v as f64 - max).exp()
+            }
+        })
+        .collect();
     let sum: f64 = exps.iter().sum();
     exps.into_iter().map(|e| e / sum).collect()
 }

@@ -1,9 +1,10 @@
 //! Host kernels for the plain (non-autodiff) native flex device, where flex's general
-//! kernels leave speed on the table: a Winograd 3×3 convolution and pointwise maps with a
-//! vectorized `exp`. Each entry point takes tensors only when they are f32 on that device
-//! and otherwise runs the caller's burn ops, which every other device, autodiff and wasm
-//! (where this module is not built) keep using.
+//! kernels leave speed on the table: a Winograd 3×3 convolution, unmasked attention, and
+//! pointwise maps with a vectorized `exp`. Each entry point takes tensors only when they are
+//! f32 on that device and otherwise runs the caller's burn ops, which every other device,
+//! autodiff and wasm (where this module is not built) keep using.
 
+pub mod attention;
 pub mod conv;
 pub mod pointwise;
 

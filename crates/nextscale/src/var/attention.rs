@@ -110,7 +110,13 @@ impl SelfAttention {
                     softcap: None,
                     is_causal: false,
                 };
-                attention(q_bhlc, k_bhlc, v_bhlc, None, None, options)
+                let fused = |q, k, v| attention(q, k, v, None, None, options);
+                #[cfg(not(target_arch = "wasm32"))]
+                let out_bhlc =
+                    crate::cpu::attention::attention_or(q_bhlc, k_bhlc, v_bhlc, scale, fused);
+                #[cfg(target_arch = "wasm32")]
+                let out_bhlc = fused(q_bhlc, k_bhlc, v_bhlc);
+                out_bhlc
             }
         };
         self.proj
