@@ -18,7 +18,11 @@ const LANES: usize = 8;
 fn softmax_in_place(row: &mut [f32]) {
     let mut max_lanes = [f32::NEG_INFINITY; LANES];
     let lanes = row.chunks_exact(LANES);
-    let tail_max = lanes.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let tail_max = lanes
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
     for vs in lanes {
         for (m, &v) in max_lanes.iter_mut().zip(vs) {
             *m = if v > *m { v } else { *m };
