@@ -5,11 +5,10 @@
 //! `attention_or`.
 
 use burn::tensor::{Tensor, TensorData};
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::on_host;
 use super::pointwise::exp;
+use super::{Strided, matmul_into, on_host};
 
 /// Lanes of the running max and sum: independent accumulators let the loops vectorize.
 const LANES: usize = 8;
@@ -59,57 +58,24 @@ fn attend_head(
     scores: &mut [f32],
     out: &mut [f32],
 ) {
-    // SAFETY (both calls): every operand is a row-major matrix of the stated shape inside
-    // its slice (checked by the caller's chunking); `kᵀ` is `k` read with swapped strides.
-    unsafe {
-        gemm(
-            lq,
-            lk,
-            d,
-            scores.as_mut_ptr(),
-            1,
-            lk as isize,
-            false,
-            q.as_ptr(),
-            1,
-            d as isize,
-            k.as_ptr(),
-            d as isize,
-            1,
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+    // kᵀ is k read with swapped strides.
+    let k_t = Strided {
+        data: k,
+        row_stride: 1,
+        col_stride: d,
+    };
+    matmul_into(scores, (lq, lk, d), Strided::rows(q, d), k_t, scale, false);
     for row in scores.chunks_exact_mut(lk) {
         softmax_in_place(row);
     }
-    unsafe {
-        gemm(
-            lq,
-            dv,
-            lk,
-            out.as_mut_ptr(),
-            1,
-            dv as isize,
-            false,
-            scores.as_ptr(),
-            1,
-            lk as isize,
-            v.as_ptr(),
-            1,
-            dv as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+    matmul_into(
+        out,
+        (lq, dv, lk),
+        Strided::rows(scores, lk),
+        Strided::rows(v, dv),
+        1.0,
+        false,
+    );
 }
 
 /// `softmax(scale · q kᵀ) v` over every head on the host, or `fallback(q, k, v)` where the

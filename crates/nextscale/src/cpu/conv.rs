@@ -11,8 +11,9 @@
 //! use only ±1 and ½).
 
 use burn::tensor::{Tensor, TensorData};
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
+
+use super::{Strided, matmul_into};
 
 /// Smallest output (`H·W`) this path takes: below 32², the transform of a wide layer's
 /// weights costs about as much as its products, and flex's own convolution is as fast.
@@ -176,32 +177,14 @@ pub fn conv3x3(
                     }
                 }
                 let mut m_xot = vec![0.0f32; 16 * c_out * n];
-                for xi in 0..16 {
-                    // SAFETY: dst is `[c_out, n]` row-major (slab ξ of `m_xot`), lhs is U_ξ
-                    // `[c_out, c_in]` row-major, rhs is V_ξ `[c_in, n]` row-major; all in bounds.
-                    unsafe {
-                        gemm(
-                            c_out,
-                            n,
-                            c_in,
-                            m_xot[xi * c_out * n..].as_mut_ptr(),
-                            1,
-                            n as isize,
-                            false,
-                            u[xi * c_out * c_in..].as_ptr(),
-                            1,
-                            c_in as isize,
-                            v_xct[xi * c_in * n..].as_ptr(),
-                            1,
-                            n as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        );
-                    }
+                // M_ξ = U_ξ V_ξ: `[c_out, c_in] × [c_in, n]` for each of the 16 positions.
+                for ((m, u), v) in m_xot
+                    .chunks_exact_mut(c_out * n)
+                    .zip(u.chunks_exact(c_out * c_in))
+                    .zip(v_xct.chunks_exact(c_in * n))
+                {
+                    let (u, v) = (Strided::rows(u, c_in), Strided::rows(v, n));
+                    matmul_into(m, (c_out, n, c_in), u, v, 1.0, false);
                 }
                 let mut scratch = vec![0.0f32; 6 * tiles_w];
                 for (o, dst) in out_rows.iter_mut().enumerate() {

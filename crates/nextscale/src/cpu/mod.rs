@@ -9,6 +9,7 @@ pub mod conv;
 pub mod pointwise;
 
 use burn::tensor::{DType, Device, Tensor};
+use gemm::{Parallelism, gemm};
 
 /// Whether `tensor` may take a host kernel: f32 on the plain flex device.
 fn on_host<const D: usize>(tensor: &Tensor<D>) -> bool {
@@ -36,5 +37,73 @@ fn map_on_host_or<const D: usize>(
             Tensor::from_data(data, &device)
         }
         Err(_) => fallback(Tensor::from_data(data, &device)),
+    }
+}
+
+/// A matrix operand read in place from a slice: element (i, j) is
+/// `data[i·row_stride + j·col_stride]`.
+#[derive(Debug, Clone, Copy)]
+struct Strided<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// A row-major matrix with `cols` columns.
+    fn rows(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// Whether every element of a `rows × cols` view lies inside `data`.
+    fn holds(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst = [dst +] scale · lhs · rhs` with the gemm crate on the calling thread, for `dst`
+/// row-major `[m, n]`, `lhs` `[m, k]` and `rhs` `[k, n]`; `accumulate` keeps what `dst`
+/// holds. Panics (a bug, not bad input) if an operand is smaller than its view.
+fn matmul_into(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: Strided,
+    rhs: Strided,
+    scale: f32,
+    accumulate: bool,
+) {
+    assert!(
+        dst.len() >= m * n && lhs.holds(m, k) && rhs.holds(k, n),
+        "matmul_into operands smaller than [{m}, {k}] × [{k}, {n}]"
+    );
+    // SAFETY: the assertion keeps every element gemm reads or writes inside its slice.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
     }
 }
