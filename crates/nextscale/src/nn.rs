@@ -107,6 +107,9 @@ impl Conv2d {
         Ok(conv)
     }
 
+    /// On the plain native flex device, 3×3 stride-1 layers of 32² and more run as a host
+    /// Winograd kernel (`cpu::conv`); everywhere else burn's `conv2d`.
+    ///
     /// # Shapes
     /// - x: `[B, in, H, W]` → `[B, out, H', W']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {

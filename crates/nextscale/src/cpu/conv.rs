@@ -1,5 +1,5 @@
-//! A 3×3, stride-1, padding-1 convolution on host memory by Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for
-//! Convolutional Neural Networks", 2016).
+//! A 3×3, stride-1, padding-1 convolution on host memory by Winograd's minimal filtering
+//! F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
 //!
 //! Each 2×2 output tile is `Aᵀ [Σ_c U_c ⊙ V_c] A`, with `U = G g Gᵀ` the 4×4 transform of a
 //! 3×3 kernel and `V = Bᵀ d B` that of the 4×4 input tile. For each of the 16 transformed
