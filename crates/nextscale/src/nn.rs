@@ -237,6 +237,9 @@ impl Embedding {
 /// 0 instead of `0·∞ = NaN`.
 pub(crate) const MAX_LOGISTIC_EXPONENT: f64 = 80.0;
 
+/// `√(2/π)`, the scale inside the tanh approximation of GELU.
+pub(crate) const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+
 /// `x / (1 + e^z)`, which is `x·σ(−z)`, with `z` clamped to [`MAX_LOGISTIC_EXPONENT`].
 fn over_one_plus_exp<const D: usize>(x: Tensor<D>, z: Tensor<D>) -> Tensor<D> {
     x / (z.clamp_max(MAX_LOGISTIC_EXPONENT).exp() + 1.0)
@@ -266,7 +269,6 @@ pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// # Shapes
 /// - x: any → same
 pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
     let ops = |x: Tensor<D>| {
         let cube = x.clone() * x.clone() * x.clone();
         let minus_2u = (x.clone() + cube * 0.044715) * (-2.0 * SQRT_2_OVER_PI);

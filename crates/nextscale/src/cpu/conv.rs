@@ -184,7 +184,7 @@ pub fn conv3x3(
                     .zip(v_xct.chunks_exact(c_in * n))
                 {
                     let (u, v) = (Strided::rows(u, c_in), Strided::rows(v, n));
-                    matmul_into(m, (c_out, n, c_in), u, v, 1.0, false);
+                    matmul_into(m, (c_out, n, c_in), u, v, 1.0);
                 }
                 let mut scratch = vec![0.0f32; 6 * tiles_w];
                 for (o, dst) in out_rows.iter_mut().enumerate() {

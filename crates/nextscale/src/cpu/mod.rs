@@ -11,6 +11,9 @@ pub mod pointwise;
 use burn::tensor::{DType, Device, Tensor};
 use gemm::{Parallelism, gemm};
 
+/// Independent f32 accumulators in the host reductions, so that their loops vectorize.
+const LANES: usize = 8;
+
 /// Whether `tensor` may take a host kernel: f32 on the plain flex device.
 fn on_host<const D: usize>(tensor: &Tensor<D>) -> bool {
     let device = tensor.device();
@@ -67,16 +70,15 @@ impl<'a> Strided<'a> {
     }
 }
 
-/// `dst = [dst +] scale · lhs · rhs` with the gemm crate on the calling thread, for `dst`
-/// row-major `[m, n]`, `lhs` `[m, k]` and `rhs` `[k, n]`; `accumulate` keeps what `dst`
-/// holds. Panics (a bug, not bad input) if an operand is smaller than its view.
+/// `dst = scale · lhs · rhs` with the gemm crate on the calling thread, for `dst` row-major
+/// `[m, n]`, `lhs` `[m, k]` and `rhs` `[k, n]`. Panics (a bug, not bad input) if an operand
+/// is smaller than its view.
 fn matmul_into(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: Strided,
     rhs: Strided,
     scale: f32,
-    accumulate: bool,
 ) {
     assert!(
         dst.len() >= m * n && lhs.holds(m, k) && rhs.holds(k, n),
@@ -91,7 +93,7 @@ fn matmul_into(
             dst.as_mut_ptr(),
             1,
             n as isize,
-            accumulate,
+            false,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
             lhs.row_stride as isize,

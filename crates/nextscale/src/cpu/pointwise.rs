@@ -6,8 +6,8 @@
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::map_on_host_or;
-use crate::nn::MAX_LOGISTIC_EXPONENT;
+use super::{LANES, map_on_host_or};
+use crate::nn::{MAX_LOGISTIC_EXPONENT, SQRT_2_OVER_PI};
 
 /// Values per parallel work item.
 const CHUNK: usize = 1 << 14;
@@ -58,8 +58,7 @@ fn silu_value(x: f32) -> f32 {
 /// Tanh-GELU, `x / (1 + e^{−2u})` with `u = √(2/π)·(x + 0.044715·x³)`.
 #[inline(always)]
 fn gelu_tanh_value(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    let minus_2u = (x + 0.044715 * x * x * x) * (-2.0 * SQRT_2_OVER_PI);
+    let minus_2u = (x + 0.044715 * x * x * x) * (-2.0 * SQRT_2_OVER_PI as f32);
     over_one_plus_exp(x, minus_2u)
 }
 
@@ -103,10 +102,8 @@ pub struct GroupNormArgs<'a> {
     pub silu: bool,
 }
 
-/// `Σ f(v)`: 8 f32 running sums per chunk (independent, so they vectorize), chunks added in
-/// f64.
+/// `Σ f(v)`: [`LANES`] f32 running sums per chunk, chunks added in f64.
 fn chunked_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    const LANES: usize = 8;
     values
         .chunks(CHUNK)
         .map(|chunk| {
