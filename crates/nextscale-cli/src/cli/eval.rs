@@ -76,6 +76,9 @@ pub struct EvalReport {
     pub fd: f64,
     /// The same for the held-out real images (the floor).
     pub fd_real_floor: f64,
+    /// The same for the held-out images after the model's own VQ-VAE (encode, then decode):
+    /// the best FD a perfect teacher could reach with this tokenizer.
+    pub fd_tokenizer_ceiling: f64,
     /// Kernel inception distance (unbiased MMD², cubic kernel) to the train split.
     pub kid: f64,
     /// The same for the held-out real images.
@@ -128,6 +131,7 @@ pub struct Reference {
 
 /// Features, pixels and labels of one real split.
 struct RealSplit {
+    images: Vec<Tensor<4>>,
     features: Vec<Vec<f64>>,
     pixels: Vec<Vec<f64>>,
     labels: Vec<usize>,
@@ -144,14 +148,19 @@ impl Reference {
         }
         let split = |split: Split| -> Result<RealSplit> {
             let idx = data.indices(split);
-            let (mut features, mut pixels) = (Vec::new(), Vec::new());
+            let (mut images, mut features, mut pixels) = (Vec::new(), Vec::new(), Vec::new());
             for chunk in idx.chunks(128) {
                 let img = data.images(chunk, device);
                 features.extend(classify(&net, img.clone())?.0);
-                pixels.extend(rows(pollster::block_on(read_f32(img))?, chunk.len()));
+                pixels.extend(rows(
+                    pollster::block_on(read_f32(img.clone()))?,
+                    chunk.len(),
+                ));
+                images.push(img);
             }
             let labels = idx.iter().map(|&i| data.labels[i]).collect();
             Ok(RealSplit {
+                images,
                 features,
                 pixels,
                 labels,
@@ -166,6 +175,26 @@ impl Reference {
             held_out,
             held_out_accuracy,
         })
+    }
+
+    /// FD to the train split of the held-out images after `model`'s VQ-VAE (all scales).
+    fn tokenizer_ceiling(&self, model: &Model) -> Result<f64> {
+        let mut features = Vec::with_capacity(self.held_out.labels.len());
+        for img_b3hw in &self.held_out.images {
+            let recon_b3hw = model
+                .vae
+                .img_to_recon(img_b3hw.clone())
+                .pop()
+                .context("the model has no scales")?;
+            features.extend(classify(&self.net, recon_b3hw)?.0);
+        }
+        let (train, held) = (&self.train, &self.held_out);
+        Ok(frechet_distance(
+            &features,
+            &class_weights(&held.labels),
+            &train.features,
+            &class_weights(&train.labels),
+        ))
     }
 
     /// Generates `per_class` samples of every class from `seed` on and scores them; `name`
@@ -236,6 +265,7 @@ impl Reference {
             classifier_held_out_accuracy: self.held_out_accuracy,
             fd: frechet_distance(&gen_feats, &w_gen, &train.features, &w_train),
             fd_real_floor: frechet_distance(&held.features, &w_held, &train.features, &w_train),
+            fd_tokenizer_ceiling: self.tokenizer_ceiling(model)?,
             kid: kid(&gen_feats, &w_gen, &train.features, &w_train),
             kid_real_floor: kid(&held.features, &w_held, &train.features, &w_train),
             precision,
@@ -292,6 +322,11 @@ fn print_table(r: &EvalReport, class_names: &[String]) {
         r.fd,
         r.fd_real_floor,
         r.fd / r.fd_real_floor
+    );
+    println!(
+        "| FD of the VQ-VAE's held-out reconstructions | {:.3} | ratio to floor {:.2} |",
+        r.fd_tokenizer_ceiling,
+        r.fd_tokenizer_ceiling / r.fd_real_floor
     );
     println!(
         "| KID | {:.4} | held-out real: {:.4} |",
