@@ -51,10 +51,25 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// All leading dimensions fold into the rows of one `[rows, d_in] × [d_in, d_out]`
+    /// product. burn's own policy keeps a batched product whenever the rows per batch are a
+    /// multiple of 32, and flex then packs the shared weight once per batch: with CFG's batch
+    /// of 2, `[2, 64, 1024] × [1024, 4096]` took 15.1 ms batched against 7.9 ms folded
+    /// (2 cores).
+    ///
     /// # Shapes
     /// - x: `[..., d_in]` → `[..., d_out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(x, self.weight.val(), self.bias.as_ref().map(Param::val))
+        let mut dims = x.dims();
+        let d_in = dims[D - 1];
+        let rows = dims[..D - 1].iter().product();
+        let y_rd = linear(
+            x.reshape([rows, d_in]),
+            self.weight.val(),
+            self.bias.as_ref().map(Param::val),
+        );
+        dims[D - 1] = y_rd.dims()[1];
+        y_rd.reshape(dims)
     }
 }
 
