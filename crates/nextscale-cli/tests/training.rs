@@ -86,6 +86,8 @@ fn train_resume_export_sample_and_eval() {
             "--out",
             p(&vq),
             "--steps",
+            "3",
+            "--until",
             "2",
             "--checkpoint-every",
             "2",

@@ -35,6 +35,10 @@ pub struct TrainVqvaeArgs {
     /// Optimizer steps.
     #[arg(long, default_value_t = 1500)]
     steps: usize,
+    /// Stop after this step, with the learning-rate schedule still spanning `--steps`; the
+    /// same command without it resumes the run.
+    #[arg(long)]
+    until: Option<usize>,
     /// Images per step (class-balanced).
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -99,7 +103,8 @@ pub fn run(args: TrainVqvaeArgs) -> Result<ExitCode> {
     let schedule = LrSchedule::warmup_cosine(args.lr, 0.05, args.steps);
     let mut log = LossLog::open(&run, &["total", "l1", "l2", "vq"], start)?;
     let mut usage = CodeUsage::new(config.vocab_size);
-    let bar = progress::bar(args.steps as u64, "vqvae");
+    let stop = args.until.map_or(args.steps, |until| until.min(args.steps));
+    let bar = progress::bar(stop as u64, "vqvae");
     bar.set_position(start as u64);
     let save = |vae: &Vqvae, step: usize, optim: &burn::optim::ModuleOptimizer| -> Result<()> {
         let state = TrainState {
@@ -108,7 +113,7 @@ pub fn run(args: TrainVqvaeArgs) -> Result<ExitCode> {
         };
         run.save(&state_dict(vae, &names)?, &config.to_json(), &state, optim)
     };
-    for step in start..args.steps {
+    for step in start..stop {
         let mut rng = step_rng(args.seed, step);
         let idx = sampler.batch(args.batch, &mut rng);
         let loss = vqvae_loss(&vae, data.images(&idx, &device));
@@ -147,14 +152,14 @@ pub fn run(args: TrainVqvaeArgs) -> Result<ExitCode> {
         log.push(step, row);
         bar.inc(1);
         progress::log_step(&bar);
-        if (step + 1) % args.checkpoint_every == 0 || step + 1 == args.steps {
+        if (step + 1) % args.checkpoint_every == 0 || step + 1 == stop {
             save(&vae, step + 1, &optim)?;
             log.write()?;
         }
     }
     bar.finish();
-    if start >= args.steps {
-        println!("already trained to step {}", args.steps);
+    if start >= stop {
+        println!("already trained to step {stop}");
     }
     report(&run, &data)
 }
