@@ -5,14 +5,15 @@
 # web/public/models/emoji32.safetensors) → evaluator classifier → the teacher's sampling
 # tuned on the evaluator and stored in the model file → evaluation of every mode.
 # Every stage resumes from its run directory or output file, so the script can be stopped
-# and started again. Step counts can be overridden from the environment (VQVAE_STEPS,
+# and started again. Step counts can be overridden from the environment (VQVAE_STEPS, the
+# length of the tokenizer's learning-rate schedule, and VQVAE_UNTIL, where it stops;
 # VAR_STEPS, DD_PAIRS, DD_STEPS, CLASSIFIER_STEPS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/prepare-data.sh
 bin=target/release/nextscale
-time "$bin" train-vqvae --steps "${VQVAE_STEPS:-1000}" --out runs/vqvae
+time "$bin" train-vqvae --steps "${VQVAE_STEPS:-4000}" --until "${VQVAE_UNTIL:-2000}" --out runs/vqvae
 time "$bin" train-var --steps "${VAR_STEPS:-1500}" --lr 8e-4 --out runs/var \
   --vqvae runs/vqvae/checkpoint.safetensors --export runs/var/teacher.safetensors
 time "$bin" distill-data --model runs/var/teacher.safetensors --count "${DD_PAIRS:-10240}" \
@@ -22,7 +23,7 @@ time "$bin" distill --teacher runs/var/teacher.safetensors --data data/distill.s
 if [ ! -f models/emoji32-classifier.safetensors ]; then
   time "$bin" train-classifier --steps "${CLASSIFIER_STEPS:-500}" --batch 32
 fi
-time "$bin" tune-sampling --cfg 3,4 --top-k 20 --top-p 0.6,0.5 --write \
+time "$bin" tune-sampling --cfg 2,3,4 --top-k 20,50 --top-p 0.6,0.8 --write \
   --json runs/tune-sampling.json
 for mode in var dd1 dd2 parallel; do
   "$bin" eval --per-class 32 --mode "$mode" --json "runs/eval-$mode.json"
