@@ -63,11 +63,11 @@ impl Linear {
         let mut dims = x.dims();
         let d_in = dims[D - 1];
         let rows = dims[..D - 1].iter().product();
-        let y_rd = linear(
-            x.reshape([rows, d_in]),
-            self.weight.val(),
-            self.bias.as_ref().map(Param::val),
-        );
+        let (x_rd, bias) = (x.reshape([rows, d_in]), self.bias.as_ref().map(Param::val));
+        #[cfg(target_arch = "x86_64")]
+        let y_rd = crate::cpu::matmul::linear_or(x_rd, self.weight.val(), bias, linear);
+        #[cfg(not(target_arch = "x86_64"))]
+        let y_rd = linear(x_rd, self.weight.val(), bias);
         dims[D - 1] = y_rd.dims()[1];
         y_rd.reshape(dims)
     }
@@ -122,18 +122,15 @@ impl Conv2d {
         Ok(conv)
     }
 
-    /// On the plain native flex device, 3×3 stride-1 layers of 32² and more run as a host
-    /// Winograd kernel (`cpu::conv`); everywhere else burn's `conv2d`.
+    /// On the plain native flex device, 3×3 stride-1 layers run as a host kernel
+    /// (`cpu::conv`: Winograd from 32², im2col below); everywhere else burn's `conv2d`.
     ///
     /// # Shapes
     /// - x: `[B, in, H, W]` → `[B, out, H', W']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         #[cfg(not(target_arch = "wasm32"))]
-        if self.stride == 1 && (self.pad_begin, self.pad_end) == (1, 1) {
-            let conv = crate::cpu::conv::try_conv3x3(&x, &self.weight.val(), &self.bias.val());
-            if let Some(y) = conv {
-                return y;
-            }
+        if let Some(y) = self.host_conv3x3(&x, false) {
+            return y;
         }
         let pad = (self.pad_begin, self.pad_end);
         let options = ConvOptions {
@@ -144,6 +141,42 @@ impl Conv2d {
         };
         conv2d(x, self.weight.val(), Some(self.bias.val()), options)
     }
+
+    /// `forward` of the input nearest-upsampled 2× (the VQ-VAE decoder's `Upsample`); the
+    /// host kernel reads the input in place of materialising the upsampled map.
+    ///
+    /// # Shapes
+    /// - x: `[B, in, H, W]` → `[B, out, 2H', 2W']`
+    pub fn forward_upsampled(&self, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(y) = self.host_conv3x3(&x, true) {
+            return y;
+        }
+        self.forward(upsample_nearest_2x(x))
+    }
+
+    /// The host kernel's output where this is a 3×3, stride-1, padding-1 layer and the
+    /// tensors may take it.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn host_conv3x3(&self, x: &Tensor<4>, upsample: bool) -> Option<Tensor<4>> {
+        let [_, _, kh, kw] = self.weight.val().dims();
+        if (kh, kw, self.stride, self.pad_begin, self.pad_end) != (3, 3, 1, 1, 1) {
+            return None;
+        }
+        crate::cpu::conv::try_conv3x3(x, &self.weight.val(), &self.bias.val(), upsample)
+    }
+}
+
+/// Nearest-neighbour 2× upsampling (`F.interpolate(scale_factor=2, mode='nearest')`).
+///
+/// # Shapes
+/// - x: `[B, C, H, W]` → `[B, C, 2H, 2W]`
+pub fn upsample_nearest_2x(x_bchw: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x_bchw.dims();
+    x_bchw
+        .reshape([b, c, h, 1, w, 1])
+        .expand([b, c, h, 2, w, 2])
+        .reshape([b, c, 2 * h, 2 * w])
 }
 
 /// `nn.GroupNorm` with affine weight and bias.

@@ -5,12 +5,14 @@
 //! `attention_or`.
 
 use burn::tensor::{Tensor, TensorData};
+use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::pointwise::exp;
-use super::{LANES, Strided, matmul_into, on_host};
+use super::{LANES, Strided, matmul_into, on_host, vectorized};
 
 /// Softmax of one row of scores, in place.
+#[inline(always)]
 fn softmax_in_place(row: &mut [f32]) {
     let mut max_lanes = [f32::NEG_INFINITY; LANES];
     let lanes = row.chunks_exact(LANES);
@@ -25,7 +27,7 @@ fn softmax_in_place(row: &mut [f32]) {
         }
     }
     let max = max_lanes.iter().copied().fold(tail_max, f32::max);
-    // exp and sum in one pass (a separate `chunked_sum` pass measured 1–2 ms slower per
+    // exp and sum in one pass (a separate summing pass measured 1–2 ms slower per
     // call at VAR-d16's last scale).
     let mut sum_lanes = [0.0f32; LANES];
     let mut lanes = row.chunks_exact_mut(LANES);
@@ -46,6 +48,15 @@ fn softmax_in_place(row: &mut [f32]) {
     }
 }
 
+vectorized! {
+    /// Softmax of each `lk`-long row of `scores`, in place.
+    fn softmax_rows(scores: &mut [f32], lk: usize) {
+        for row in scores.chunks_exact_mut(lk) {
+            softmax_in_place(row);
+        }
+    }
+}
+
 /// `softmax(scale · q kᵀ) v` for one head: `q` `[lq, d]`, `k` `[lk, d]`, `v` `[lk, dv]`,
 /// all row-major; writes `out` `[lq, dv]`. `scores` is scratch of `lq·lk` values.
 fn attend_head(
@@ -63,16 +74,22 @@ fn attend_head(
         row_stride: 1,
         col_stride: d,
     };
-    matmul_into(scores, (lq, lk, d), Strided::rows(q, d), k_t, scale);
-    for row in scores.chunks_exact_mut(lk) {
-        softmax_in_place(row);
-    }
+    matmul_into(
+        scores,
+        (lq, lk, d),
+        Strided::rows(q, d),
+        k_t,
+        scale,
+        Parallelism::None,
+    );
+    softmax_rows(scores, lk);
     matmul_into(
         out,
         (lq, dv, lk),
         Strided::rows(scores, lk),
         Strided::rows(v, dv),
         1.0,
+        Parallelism::None,
     );
 }
 

@@ -13,23 +13,29 @@
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{Strided, matmul_into};
+use gemm::Parallelism;
 
-/// Smallest output (`H·W`) this path takes: below 32², the transform of a wide layer's
-/// weights costs about as much as its products, and flex's own convolution is as fast.
-const MIN_POSITIONS: usize = 32 * 32;
+use super::{Strided, matmul_into, vectorized};
 
-/// [`conv3x3`] on tensors, when they are f32 on the plain (non-autodiff) flex device and at
-/// least [`MIN_POSITIONS`] large; `None` otherwise, for the caller to use the backend's own
-/// convolution. Measured with flex's at the VQ-VAE decoder's shapes: 256²×160 272 → 119 ms,
-/// 128²×320 234 → 103 ms, 64²×320 55 → 28 ms (2 cores).
+/// Smallest output (`H·W`) the Winograd path takes: below 32², the transform of a wide
+/// layer's weights costs about as much as its products, and one im2col matrix product over
+/// all positions is faster.
+const MIN_WINOGRAD_POSITIONS: usize = 32 * 32;
+
+/// [`conv3x3`] on tensors, optionally on the input nearest-upsampled 2× first (the
+/// decoder's `Upsample`, without materialising the upsampled map), when they are f32 on the
+/// plain (non-autodiff) flex device; `None` otherwise, for the caller to use the backend's
+/// own ops. Measured against flex's convolution at the VQ-VAE decoder's shapes: 256²×160
+/// 272 → 119 ms, 128²×320 234 → 103 ms, 64²×320 55 → 28 ms (2 cores).
 ///
 /// # Shapes
-/// - x: `[B, C_in, H, W]`, weight: `[C_out, C_in, 3, 3]`, bias: `[C_out]` → `[B, C_out, H, W]`
+/// - x: `[B, C_in, H, W]`, weight: `[C_out, C_in, 3, 3]`, bias: `[C_out]` → `[B, C_out, H, W]`,
+///   or `[B, C_out, 2H, 2W]` with `upsample`
 pub fn try_conv3x3(
     x_bchw: &Tensor<4>,
     weight_oikk: &Tensor<4>,
     bias_o: &Tensor<1>,
+    upsample: bool,
 ) -> Option<Tensor<4>> {
     if !(super::on_host(x_bchw) && super::on_host(weight_oikk) && super::on_host(bias_o)) {
         return None;
@@ -37,27 +43,31 @@ pub fn try_conv3x3(
     let device = x_bchw.device();
     let [batch, c_in, h, w] = x_bchw.dims();
     let [c_out, weight_c_in, kh, kw] = weight_oikk.dims();
-    if (weight_c_in, kh, kw) != (c_in, 3, 3) || bias_o.dims() != [c_out] || h * w < MIN_POSITIONS {
+    if (weight_c_in, kh, kw) != (c_in, 3, 3) || bias_o.dims() != [c_out] || h * w == 0 {
         return None;
     }
+    // The input may be a view (it is read whole, so it is made contiguous); the weights are
+    // read in place.
     let x = x_bchw.clone().into_data();
-    let weight = weight_oikk.clone().into_data();
-    let bias = bias_o.clone().into_data();
+    let weight = super::primitive(weight_oikk)?;
+    let bias = super::primitive(bias_o)?;
+    let factor = if upsample { 2 } else { 1 };
     let shape = Conv3x3Shape {
         batch,
         c_in,
         c_out,
-        h,
-        w,
+        h: factor * h,
+        w: factor * w,
+        upsample,
     };
     let out = conv3x3(
         x.as_slice().ok()?,
-        weight.as_slice().ok()?,
-        bias.as_slice().ok()?,
+        weight.as_slice()?,
+        bias.as_slice()?,
         shape,
     );
     Some(Tensor::from_data(
-        TensorData::new(out, [batch, c_out, h, w]),
+        TensorData::new(out, [batch, c_out, shape.h, shape.w]),
         &device,
     ))
 }
@@ -71,21 +81,34 @@ pub struct Conv3x3Shape {
     pub c_in: usize,
     /// Output channels.
     pub c_out: usize,
-    /// Height of input and output.
+    /// Height of the output (and of the convolved input).
     pub h: usize,
-    /// Width of input and output.
+    /// Width of the output (and of the convolved input).
     pub w: usize,
+    /// Whether the input holds `[h/2, w/2]` maps, nearest-upsampled 2× before the
+    /// convolution (`h` and `w` even).
+    pub upsample: bool,
 }
 
-/// Winograd F(2×2, 3×3) tiles processed together: enough for the matrix kernel, while a
-/// block's transformed input and products (`16·C·T` values each) stay near L2.
-const WINOGRAD_BLOCK_TILES: usize = 128;
+impl Conv3x3Shape {
+    /// Height and width of the input maps.
+    fn input_hw(&self) -> (usize, usize) {
+        if self.upsample {
+            (self.h / 2, self.w / 2)
+        } else {
+            (self.h, self.w)
+        }
+    }
+}
 
 /// `out[b, o, y, x] = bias[o] + Σ_{c, dy, dx} weight[o, c, dy, dx] · x[b, c, y+dy−1, x+dx−1]`,
-/// with zeros outside the input (PyTorch `Conv2d(k=3, padding=1)`), by Winograd's F(2×2, 3×3).
+/// with zeros outside the input (PyTorch `Conv2d(k=3, padding=1)`), after a nearest 2×
+/// upsampling of `x` when `shape.upsample`: by Winograd's F(2×2, 3×3) on maps of 32² and
+/// more, else as one im2col matrix product.
 ///
 /// # Shapes
-/// - x_bchw: `[batch, c_in, h, w]`, weight_oikk: `[c_out, c_in, 3, 3]`, bias_o: `[c_out]`
+/// - x_bchw: `[batch, c_in, h, w]` (`[batch, c_in, h/2, w/2]` with `upsample`),
+///   weight_oikk: `[c_out, c_in, 3, 3]`, bias_o: `[c_out]`
 /// - returns `[batch, c_out, h, w]`
 pub fn conv3x3(
     x_bchw: &[f32],
@@ -99,10 +122,112 @@ pub fn conv3x3(
         c_out,
         h,
         w,
+        upsample,
     } = shape;
-    assert_eq!(x_bchw.len(), batch * c_in * h * w, "conv3x3 input size");
+    let (in_h, in_w) = shape.input_hw();
+    assert!(
+        !upsample || (h % 2 == 0 && w % 2 == 0),
+        "conv3x3 upsampled size is odd"
+    );
+    assert_eq!(
+        x_bchw.len(),
+        batch * c_in * in_h * in_w,
+        "conv3x3 input size"
+    );
     assert_eq!(weight_oikk.len(), c_out * c_in * 9, "conv3x3 weight size");
     assert_eq!(bias_o.len(), c_out, "conv3x3 bias size");
+    if h * w >= MIN_WINOGRAD_POSITIONS {
+        winograd_conv3x3(x_bchw, weight_oikk, bias_o, shape)
+    } else {
+        im2col_conv3x3(x_bchw, weight_oikk, bias_o, shape)
+    }
+}
+
+/// [`conv3x3`] as `weight [c_out, 9·c_in] × columns [9·c_in, h·w]` per image, the columns
+/// holding each position's 3×3 neighbourhood (zero outside the map).
+fn im2col_conv3x3(
+    x_bchw: &[f32],
+    weight_oikk: &[f32],
+    bias_o: &[f32],
+    shape: Conv3x3Shape,
+) -> Vec<f32> {
+    let Conv3x3Shape {
+        batch,
+        c_in,
+        c_out,
+        h,
+        w,
+        upsample,
+    } = shape;
+    let (in_h, in_w) = shape.input_hw();
+    let positions = h * w;
+    let depth = 9 * c_in;
+    let mut cols = vec![0.0f32; depth * positions];
+    let mut out_bchw = vec![0.0f32; batch * c_out * positions];
+    for (x_chw, out_chw) in x_bchw
+        .chunks_exact(c_in * in_h * in_w)
+        .zip(out_bchw.chunks_exact_mut(c_out * positions))
+    {
+        cols.par_chunks_mut(9 * positions)
+            .zip(x_chw.par_chunks(in_h * in_w))
+            .for_each(|(taps, plane)| {
+                for (tap, col) in taps.chunks_exact_mut(positions).enumerate() {
+                    let (dy, dx) = (tap / 3, tap % 3);
+                    for (y, row) in col.chunks_exact_mut(w).enumerate() {
+                        // Input row y + dy − 1 (zero padding outside).
+                        let Some(sy) = (y + dy).checked_sub(1).filter(|&sy| sy < h) else {
+                            row.fill(0.0);
+                            continue;
+                        };
+                        let src = if upsample { sy / 2 } else { sy };
+                        let src_row = &plane[src * in_w..(src + 1) * in_w];
+                        for (x, v) in row.iter_mut().enumerate() {
+                            *v = match (x + dx).checked_sub(1).filter(|&sx| sx < w) {
+                                Some(sx) if upsample => src_row[sx / 2],
+                                Some(sx) => src_row[sx],
+                                None => 0.0,
+                            };
+                        }
+                    }
+                }
+            });
+        matmul_into(
+            out_chw,
+            (c_out, positions, depth),
+            Strided::rows(weight_oikk, depth),
+            Strided::rows(&cols, positions),
+            1.0,
+            Parallelism::Rayon(0),
+        );
+        for (channel, &b) in out_chw.chunks_exact_mut(positions).zip(bias_o) {
+            for v in channel {
+                *v += b;
+            }
+        }
+    }
+    out_bchw
+}
+
+/// Winograd F(2×2, 3×3) tiles processed together: enough for the matrix kernel, while a
+/// block's transformed input and products (`16·C·T` values each) stay near L2.
+const WINOGRAD_BLOCK_TILES: usize = 128;
+
+/// [`conv3x3`] by Winograd's F(2×2, 3×3).
+fn winograd_conv3x3(
+    x_bchw: &[f32],
+    weight_oikk: &[f32],
+    bias_o: &[f32],
+    shape: Conv3x3Shape,
+) -> Vec<f32> {
+    let Conv3x3Shape {
+        batch,
+        c_in,
+        c_out,
+        h,
+        w,
+        upsample,
+    } = shape;
+    let (in_h, in_w) = shape.input_hw();
 
     let u_xoi = winograd_weights(weight_oikk, c_out, c_in);
     let (tiles_h, tiles_w) = (h.div_ceil(2), w.div_ceil(2));
@@ -115,16 +240,24 @@ pub fn conv3x3(
     let tile_rows_per_block = (WINOGRAD_BLOCK_TILES / tiles_w).clamp(1, tiles_h);
     let mut out_bchw = vec![0.0f32; batch * c_out * h * w];
     for b in 0..batch {
-        let x_chw = &x_bchw[b * c_in * h * w..(b + 1) * c_in * h * w];
+        let x_chw = &x_bchw[b * c_in * in_h * in_w..(b + 1) * c_in * in_h * in_w];
         let mut xpad_cp = vec![0.0f32; c_in * plane];
         xpad_cp
             .par_chunks_mut(plane)
-            .zip(x_chw.par_chunks(h * w))
+            .zip(x_chw.par_chunks(in_h * in_w))
             .for_each(|(padded, channel)| {
-                for (y, row) in channel.chunks_exact(w).enumerate() {
+                for y in 0..h {
                     let (even, odd) = padded[(y + 1) * pitch..(y + 2) * pitch].split_at_mut(half);
                     // Input column x sits at padded column x + 1: x = 2j goes to odd[j],
                     // x = 2j + 1 to even[j + 1].
+                    if upsample {
+                        // Columns 2j and 2j + 1 both repeat value j of input row y / 2.
+                        let row = &channel[(y / 2) * in_w..(y / 2 + 1) * in_w];
+                        odd[..in_w].copy_from_slice(row);
+                        even[1..=in_w].copy_from_slice(row);
+                        continue;
+                    }
+                    let row = &channel[y * w..(y + 1) * w];
                     let pairs = row.chunks_exact(2);
                     if let [last] = pairs.remainder() {
                         odd[w / 2] = *last;
@@ -184,7 +317,7 @@ pub fn conv3x3(
                     .zip(v_xct.chunks_exact(c_in * n))
                 {
                     let (u, v) = (Strided::rows(u, c_in), Strided::rows(v, n));
-                    matmul_into(m, (c_out, n, c_in), u, v, 1.0);
+                    matmul_into(m, (c_out, n, c_in), u, v, 1.0, Parallelism::None);
                 }
                 let mut scratch = vec![0.0f32; 6 * tiles_w];
                 for (o, dst) in out_rows.iter_mut().enumerate() {
@@ -234,85 +367,89 @@ fn combine(dst: &mut [f32], a: &[f32], b: &[f32], sign: f32) {
     }
 }
 
-/// Bᵀ d B for a row of input tiles, with Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0],
-/// [0, 1, 0, −1]]. `rows` holds 4 padded input rows (`half` even columns, then `half` odd
-/// ones); value ξ = 4r + s of tile t goes to `v[ξ][t]`. `db` is scratch of 16 rows.
-fn input_transform_row(rows: &[f32], half: usize, db: &mut [f32], v: &mut [&mut [f32]]) {
-    let tiles = v[0].len();
-    let mut db_rows: Vec<&mut [f32]> = db.chunks_exact_mut(tiles).collect();
-    // d B for each input row r: [d0 − d2, d1 + d2, d2 − d1, d1 − d3] with
-    // d0..d3 = even[t], odd[t], even[t+1], odd[t+1].
-    for (r, db_r) in db_rows.chunks_exact_mut(4).enumerate() {
-        let (even, odd) = rows[r * 2 * half..(r + 1) * 2 * half].split_at(half);
-        let (d0, d1, d2, d3) = (
-            &even[..tiles],
-            &odd[..tiles],
-            &even[1..=tiles],
-            &odd[1..=tiles],
-        );
-        combine(db_r[0], d0, d2, -1.0);
-        combine(db_r[1], d1, d2, 1.0);
-        combine(db_r[2], d2, d1, -1.0);
-        combine(db_r[3], d1, d3, -1.0);
-    }
-    // Bᵀ (d B): the same combination across rows, for each column s.
-    for s in 0..4 {
-        let row = |r: usize| &*db_rows[4 * r + s];
-        combine(v[s], row(0), row(2), -1.0);
-        combine(v[4 + s], row(1), row(2), 1.0);
-        combine(v[8 + s], row(2), row(1), -1.0);
-        combine(v[12 + s], row(1), row(3), -1.0);
+vectorized! {
+    /// Bᵀ d B for a row of input tiles, with Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0],
+    /// [0, 1, 0, −1]]. `rows` holds 4 padded input rows (`half` even columns, then `half` odd
+    /// ones); value ξ = 4r + s of tile t goes to `v[ξ][t]`. `db` is scratch of 16 rows.
+    fn input_transform_row(rows: &[f32], half: usize, db: &mut [f32], v: &mut [&mut [f32]]) {
+        let tiles = v[0].len();
+        let mut db_rows: Vec<&mut [f32]> = db.chunks_exact_mut(tiles).collect();
+        // d B for each input row r: [d0 − d2, d1 + d2, d2 − d1, d1 − d3] with
+        // d0..d3 = even[t], odd[t], even[t+1], odd[t+1].
+        for (r, db_r) in db_rows.chunks_exact_mut(4).enumerate() {
+            let (even, odd) = rows[r * 2 * half..(r + 1) * 2 * half].split_at(half);
+            let (d0, d1, d2, d3) = (
+                &even[..tiles],
+                &odd[..tiles],
+                &even[1..=tiles],
+                &odd[1..=tiles],
+            );
+            combine(db_r[0], d0, d2, -1.0);
+            combine(db_r[1], d1, d2, 1.0);
+            combine(db_r[2], d2, d1, -1.0);
+            combine(db_r[3], d1, d3, -1.0);
+        }
+        // Bᵀ (d B): the same combination across rows, for each column s.
+        for s in 0..4 {
+            let row = |r: usize| &*db_rows[4 * r + s];
+            combine(v[s], row(0), row(2), -1.0);
+            combine(v[4 + s], row(1), row(2), 1.0);
+            combine(v[8 + s], row(2), row(1), -1.0);
+            combine(v[12 + s], row(1), row(3), -1.0);
+        }
     }
 }
 
-/// Aᵀ m A + bias for a row of tiles, with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]; `m[ξ][t]` is
-/// product ξ = 4r + s of tile t. Writes the one or two output rows `dst` of width `w`.
-/// `scratch` holds 6 rows.
-fn output_transform_row(
-    m: &[&[f32]; 16],
-    bias: f32,
-    w: usize,
-    scratch: &mut [f32],
-    dst: &mut [f32],
-) {
-    let tiles = m[0].len();
-    let (a, y) = scratch.split_at_mut(4 * tiles);
-    let (y0, y1) = y.split_at_mut(tiles);
-    for (i, dst_row) in dst.chunks_exact_mut(w).enumerate() {
-        // Row i of Aᵀ m, per column j: m0j + m1j + m2j, or m1j − m2j − m3j.
-        for (j, a_j) in a.chunks_exact_mut(tiles).enumerate() {
-            let (m0, m1, m2, m3) = (m[j], m[4 + j], m[8 + j], m[12 + j]);
-            if i == 0 {
-                for (((a, &p), &q), &r) in a_j.iter_mut().zip(m0).zip(m1).zip(m2) {
-                    *a = p + q + r;
-                }
-            } else {
-                for (((a, &p), &q), &r) in a_j.iter_mut().zip(m1).zip(m2).zip(m3) {
-                    *a = p - q - r;
+vectorized! {
+    /// Aᵀ m A + bias for a row of tiles, with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]; `m[ξ][t]` is
+    /// product ξ = 4r + s of tile t. Writes the one or two output rows `dst` of width `w`.
+    /// `scratch` holds 6 rows.
+    fn output_transform_row(
+        m: &[&[f32]; 16],
+        bias: f32,
+        w: usize,
+        scratch: &mut [f32],
+        dst: &mut [f32],
+    ) {
+        let tiles = m[0].len();
+        let (a, y) = scratch.split_at_mut(4 * tiles);
+        let (y0, y1) = y.split_at_mut(tiles);
+        for (i, dst_row) in dst.chunks_exact_mut(w).enumerate() {
+            // Row i of Aᵀ m, per column j: m0j + m1j + m2j, or m1j − m2j − m3j.
+            for (j, a_j) in a.chunks_exact_mut(tiles).enumerate() {
+                let (m0, m1, m2, m3) = (m[j], m[4 + j], m[8 + j], m[12 + j]);
+                if i == 0 {
+                    for (((a, &p), &q), &r) in a_j.iter_mut().zip(m0).zip(m1).zip(m2) {
+                        *a = p + q + r;
+                    }
+                } else {
+                    for (((a, &p), &q), &r) in a_j.iter_mut().zip(m1).zip(m2).zip(m3) {
+                        *a = p - q - r;
+                    }
                 }
             }
-        }
-        // Times A: output columns 2t (a0 + a1 + a2) and 2t+1 (a1 − a2 − a3).
-        let (a0, rest) = a.split_at(tiles);
-        let (a1, rest) = rest.split_at(tiles);
-        let (a2, a3) = rest.split_at(tiles);
-        for ((((y0, y1), &p), &q), (&r, &s)) in y0
-            .iter_mut()
-            .zip(y1.iter_mut())
-            .zip(a0)
-            .zip(a1)
-            .zip(a2.iter().zip(a3))
-        {
-            *y0 = bias + p + q + r;
-            *y1 = bias + q - r - s;
-        }
-        let (pairs, last) = dst_row.split_at_mut(w / 2 * 2);
-        for (pair, (&even, &odd)) in pairs.chunks_exact_mut(2).zip(y0.iter().zip(y1.iter())) {
-            pair[0] = even;
-            pair[1] = odd;
-        }
-        if let Some(x) = last.first_mut() {
-            *x = y0[tiles - 1];
+            // Times A: output columns 2t (a0 + a1 + a2) and 2t+1 (a1 − a2 − a3).
+            let (a0, rest) = a.split_at(tiles);
+            let (a1, rest) = rest.split_at(tiles);
+            let (a2, a3) = rest.split_at(tiles);
+            for ((((y0, y1), &p), &q), (&r, &s)) in y0
+                .iter_mut()
+                .zip(y1.iter_mut())
+                .zip(a0)
+                .zip(a1)
+                .zip(a2.iter().zip(a3))
+            {
+                *y0 = bias + p + q + r;
+                *y1 = bias + q - r - s;
+            }
+            let (pairs, last) = dst_row.split_at_mut(w / 2 * 2);
+            for (pair, (&even, &odd)) in pairs.chunks_exact_mut(2).zip(y0.iter().zip(y1.iter())) {
+                pair[0] = even;
+                pair[1] = odd;
+            }
+            if let Some(x) = last.first_mut() {
+                *x = y0[tiles - 1];
+            }
         }
     }
 }
@@ -324,9 +461,9 @@ mod tests {
     use burn::tensor::ops::ConvOptions;
     use burn::tensor::{Device, Distribution, Tensor};
 
-    fn run(x: &[f32], weight: &[f32], bias: &[f32], shape: Conv3x3Shape) -> Vec<f32> {
-        conv3x3(x, weight, bias, shape)
-    }
+    /// Both paths, whatever the size: `conv3x3` picks one by size alone.
+    type Path = fn(&[f32], &[f32], &[f32], Conv3x3Shape) -> Vec<f32>;
+    const PATHS: [(&str, Path); 2] = [("winograd", winograd_conv3x3), ("im2col", im2col_conv3x3)];
 
     /// A kernel that is 1 at tap (1, 1) copies the input, plus the bias.
     #[test]
@@ -337,16 +474,19 @@ mod tests {
             c_out: 3,
             h: 5,
             w: 7,
+            upsample: false,
         };
         let x: Vec<f32> = (0..2 * 3 * 5 * 7).map(|i| i as f32 * 0.25 - 3.0).collect();
         let mut weight = vec![0.0; 3 * 3 * 9];
         for c in 0..3 {
             weight[(c * 3 + c) * 9 + 4] = 1.0;
         }
-        let out = run(&x, &weight, &[0.5, -1.0, 2.0], shape);
-        for (i, (&got, &input)) in out.iter().zip(&x).enumerate() {
-            let bias = [0.5, -1.0, 2.0][(i / 35) % 3];
-            assert_eq!(got, input + bias, "position {i}");
+        for (name, path) in PATHS {
+            let out = path(&x, &weight, &[0.5, -1.0, 2.0], shape);
+            for (i, (&got, &input)) in out.iter().zip(&x).enumerate() {
+                let bias = [0.5, -1.0, 2.0][(i / 35) % 3];
+                assert_eq!(got, input + bias, "{name} at position {i}");
+            }
         }
     }
 
@@ -361,36 +501,55 @@ mod tests {
                 c_out: 1,
                 h,
                 w,
+                upsample: false,
             };
-            let out = run(&vec![1.0; h * w], &[1.0; 9], &[0.0], shape);
-            for y in 0..h {
-                for x in 0..w {
-                    let rows = (y.saturating_sub(1)..=(y + 1).min(h - 1)).count();
-                    let cols = (x.saturating_sub(1)..=(x + 1).min(w - 1)).count();
-                    assert_eq!(
-                        out[y * w + x],
-                        (rows * cols) as f32,
-                        "{h}×{w} at ({y}, {x})"
-                    );
+            for (name, path) in PATHS {
+                let out = path(&vec![1.0; h * w], &[1.0; 9], &[0.0], shape);
+                for y in 0..h {
+                    for x in 0..w {
+                        let rows = (y.saturating_sub(1)..=(y + 1).min(h - 1)).count();
+                        let cols = (x.saturating_sub(1)..=(x + 1).min(w - 1)).count();
+                        assert_eq!(
+                            out[y * w + x],
+                            (rows * cols) as f32,
+                            "{name} {h}×{w} at ({y}, {x})"
+                        );
+                    }
                 }
             }
         }
     }
 
-    /// Random layers, odd and even sizes, more tile rows than one block: the same as burn's
-    /// own convolution to float rounding.
+    /// Random layers, odd and even sizes, more tile rows than one block, with and without
+    /// the fused 2× upsampling, by both paths: the same as burn's own convolution (of burn's
+    /// upsampled input) to float rounding.
     #[test]
     fn matches_the_backend_convolution() {
         let device = Device::flex();
-        for (batch, c_in, c_out, h, w) in [(2, 5, 7, 9, 11), (1, 16, 8, 40, 33), (1, 3, 4, 300, 6)]
-        {
-            let x =
-                Tensor::<4>::random([batch, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
+        let cases = [
+            (2, 5, 7, 9, 11, false),
+            (1, 16, 8, 40, 33, false),
+            (1, 3, 4, 300, 6, false),
+            (2, 6, 5, 4, 7, true),
+            (1, 8, 4, 20, 17, true),
+        ];
+        for (batch, c_in, c_out, in_h, in_w, upsample) in cases {
+            let x = Tensor::<4>::random(
+                [batch, c_in, in_h, in_w],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
             let weight =
                 Tensor::<4>::random([c_out, c_in, 3, 3], Distribution::Normal(0.0, 0.3), &device);
             let bias = Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device);
             let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-            let want = conv2d(x.clone(), weight.clone(), Some(bias.clone()), options)
+            let input = if upsample {
+                crate::nn::upsample_nearest_2x(x.clone())
+            } else {
+                x.clone()
+            };
+            let [_, _, h, w] = input.dims();
+            let want = conv2d(input, weight.clone(), Some(bias.clone()), options)
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
@@ -400,36 +559,42 @@ mod tests {
                 c_out,
                 h,
                 w,
+                upsample,
             };
-            let data = |t: TensorData| t.try_to_vec::<f32>().unwrap();
-            let got = run(
-                &data(x.into_data()),
-                &data(weight.into_data()),
-                &data(bias.into_data()),
-                shape,
-            );
+            let data = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+            let (x, weight) = (data(x), data(weight));
+            let bias = bias.into_data().try_to_vec::<f32>().unwrap();
             let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-            for (i, (g, r)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - r).abs() <= 1e-5 * scale,
-                    "{shape:?} at {i}: {g} vs {r}"
-                );
+            for (name, path) in PATHS {
+                let got = path(&x, &weight, &bias, shape);
+                assert_eq!(got.len(), want.len());
+                for (i, (g, r)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - r).abs() <= 1e-5 * scale,
+                        "{name} {shape:?} at {i}: {g} vs {r}"
+                    );
+                }
             }
         }
     }
 
-    /// The tensor entry point takes flex f32 layers of 32² and more, and declines smaller
-    /// ones so that the caller uses the backend (autodiff devices: `nextscale-cli`'s tests).
+    /// The tensor entry point takes flex f32 layers of any size, upsampled or not, and
+    /// declines other kernel shapes so that the caller uses the backend (autodiff devices:
+    /// `nextscale-cli`'s tests).
     #[test]
-    fn tensor_path_only_where_it_pays() {
+    fn tensor_path_takes_3x3_layers() {
         let device = Device::flex();
         let weight = Tensor::<4>::ones([2, 2, 3, 3], &device);
         let bias = Tensor::<1>::zeros([2], &device);
-        let big = Tensor::<4>::ones([1, 2, 32, 32], &device);
-        let small = Tensor::<4>::ones([1, 2, 16, 64], &device);
-        assert!(try_conv3x3(&big, &weight, &bias).is_some());
-        assert!(try_conv3x3(&small, &weight, &bias).is_some());
-        let tiny = Tensor::<4>::ones([1, 2, 8, 8], &device);
-        assert!(try_conv3x3(&tiny, &weight, &bias).is_none());
+        for hw in [[32, 32], [16, 64], [3, 5]] {
+            let x = Tensor::<4>::ones([1, 2, hw[0], hw[1]], &device);
+            let y = try_conv3x3(&x, &weight, &bias, false).expect("host path");
+            assert_eq!(y.dims(), [1, 2, hw[0], hw[1]]);
+            let y = try_conv3x3(&x, &weight, &bias, true).expect("host path");
+            assert_eq!(y.dims(), [1, 2, 2 * hw[0], 2 * hw[1]]);
+        }
+        let wide = Tensor::<4>::ones([2, 2, 1, 1], &device);
+        let x = Tensor::<4>::ones([1, 2, 8, 8], &device);
+        assert!(try_conv3x3(&x, &wide, &bias, false).is_none());
     }
 }

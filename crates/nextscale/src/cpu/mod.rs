@@ -1,24 +1,79 @@
 //! Host kernels for the plain (non-autodiff) native flex device, where flex's general
-//! kernels leave speed on the table: a Winograd 3×3 convolution, unmasked attention, and
-//! pointwise maps with a vectorized `exp`. Each entry point takes tensors only when they are
+//! kernels leave speed on the table: 3×3 convolutions (Winograd, im2col, with the decoder's
+//! 2× upsampling fused in), unmasked attention, products with few rows, and pointwise maps
+//! and GroupNorm over a vectorized `exp`. Each entry point takes tensors only when they are
 //! f32 on that device and otherwise runs the caller's burn ops, which every other device,
 //! autodiff and wasm (where this module is not built) keep using.
 
 pub mod attention;
 pub mod conv;
+#[cfg(target_arch = "x86_64")]
+pub mod matmul;
 pub mod pointwise;
 
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device, Tensor};
 use gemm::{Parallelism, gemm};
 
 /// Independent f32 accumulators in the host reductions, so that their loops vectorize.
 const LANES: usize = 8;
 
+/// Whether the CPU runs the AVX-512 versions of [`vectorized!`] kernels (Skylake-X and Zen 4
+/// level: F, VL, BW, DQ, with FMA and BMI2).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    use std::arch::is_x86_feature_detected as has;
+    has!("avx512f")
+        && has!("avx512vl")
+        && has!("avx512bw")
+        && has!("avx512dq")
+        && has!("fma")
+        && has!("bmi2")
+}
+
+/// Defines a kernel function whose body also gets an AVX-512 build, chosen at run time, so
+/// that its loops vectorize 16 lanes wide rather than the baseline's 4. Results do not
+/// depend on the build: the kernels fix their summation order with explicit lanes, and the
+/// compiler fuses no multiply-adds on its own. (A closure passed to a target-feature function
+/// would be compiled on its own, for the baseline; the body here is inlined into each build.)
+macro_rules! vectorized {
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
+    ) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if $crate::cpu::has_avx512() {
+                    // SAFETY: the CPU has every feature `avx512` is compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+use vectorized;
+
 /// Whether `tensor` may take a host kernel: f32 on the plain flex device.
 fn on_host<const D: usize>(tensor: &Tensor<D>) -> bool {
     let device = tensor.device();
     // Device equality ignores autodiff; a traced tensor must stay on the backend.
     device == Device::flex() && !device.is_autodiff() && tensor.dtype() == DType::F32
+}
+
+/// The flex primitive of a host tensor, sharing its buffer: read its values with
+/// `as_slice` (in place, where contiguous) instead of copying them out with `into_data`.
+fn primitive<const D: usize>(tensor: &Tensor<D>) -> Option<FlexTensor> {
+    tensor.clone().try_into_primitive::<Flex>().ok()
 }
 
 /// Applies `f` to the values of `x` in place on the host when `x` may take a host kernel,
@@ -70,15 +125,16 @@ impl<'a> Strided<'a> {
     }
 }
 
-/// `dst = scale · lhs · rhs` with the gemm crate on the calling thread, for `dst` row-major
-/// `[m, n]`, `lhs` `[m, k]` and `rhs` `[k, n]`. Panics (a bug, not bad input) if an operand
-/// is smaller than its view.
+/// `dst = scale · lhs · rhs` with the gemm crate, for `dst` row-major `[m, n]`, `lhs`
+/// `[m, k]` and `rhs` `[k, n]`, on the calling thread or the pool as `parallelism` says.
+/// Panics (a bug, not bad input) if an operand is smaller than its view.
 fn matmul_into(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: Strided,
     rhs: Strided,
     scale: f32,
+    parallelism: Parallelism,
 ) {
     assert!(
         dst.len() >= m * n && lhs.holds(m, k) && rhs.holds(k, n),
@@ -105,7 +161,7 @@ fn matmul_into(
             false,
             false,
             false,
-            Parallelism::None,
+            parallelism,
         );
     }
 }

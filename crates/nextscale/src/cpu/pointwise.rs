@@ -3,10 +3,10 @@
 //! libm call on one thread, which made SiLU after GroupNorm cost more than the norm on the
 //! VQ-VAE decoder's 256²×160 maps; these run on all cores in one pass.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{LANES, map_on_host_or};
+use super::{LANES, map_on_host_or, on_host, primitive, vectorized};
 use crate::nn::{MAX_LOGISTIC_EXPONENT, SQRT_2_OVER_PI};
 
 /// Values per parallel work item.
@@ -62,13 +62,27 @@ fn gelu_tanh_value(x: f32) -> f32 {
     over_one_plus_exp(x, minus_2u)
 }
 
-/// `f` applied to every value, in parallel chunks.
-fn map_values(values: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
-    values.par_chunks_mut(CHUNK).for_each(|chunk| {
+vectorized! {
+    /// SiLU of every value of a chunk.
+    fn silu_chunk(chunk: &mut [f32]) {
         for v in chunk {
-            *v = f(*v);
+            *v = silu_value(*v);
         }
-    });
+    }
+}
+
+vectorized! {
+    /// Tanh-GELU of every value of a chunk.
+    fn gelu_tanh_chunk(chunk: &mut [f32]) {
+        for v in chunk {
+            *v = gelu_tanh_value(*v);
+        }
+    }
+}
+
+/// `f` applied to every chunk of values, in parallel.
+fn map_chunks(values: &mut [f32], f: fn(&mut [f32])) {
+    values.par_chunks_mut(CHUNK).for_each(f);
 }
 
 /// SiLU on the host, or `fallback(x)` where `x` may not take a host kernel (see [`super`]).
@@ -76,7 +90,7 @@ pub fn silu_or<const D: usize>(
     x: Tensor<D>,
     fallback: impl FnOnce(Tensor<D>) -> Tensor<D>,
 ) -> Tensor<D> {
-    map_on_host_or(x, |values| map_values(values, silu_value), fallback)
+    map_on_host_or(x, |values| map_chunks(values, silu_chunk), fallback)
 }
 
 /// Tanh-GELU on the host, or `fallback(x)` where `x` may not take a host kernel.
@@ -84,7 +98,7 @@ pub fn gelu_tanh_or<const D: usize>(
     x: Tensor<D>,
     fallback: impl FnOnce(Tensor<D>) -> Tensor<D>,
 ) -> Tensor<D> {
-    map_on_host_or(x, |values| map_values(values, gelu_tanh_value), fallback)
+    map_on_host_or(x, |values| map_chunks(values, gelu_tanh_chunk), fallback)
 }
 
 /// GroupNorm's affine parameters and settings.
@@ -102,52 +116,80 @@ pub struct GroupNormArgs<'a> {
     pub silu: bool,
 }
 
-/// `Σ f(v)`: [`LANES`] f32 running sums per chunk, chunks added in f64.
-fn chunked_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    values
-        .chunks(CHUNK)
-        .map(|chunk| {
-            let mut acc = [0.0f32; LANES];
-            let lanes = chunk.chunks_exact(LANES);
-            let tail: f32 = lanes.remainder().iter().map(|&v| f(v)).sum();
-            for vs in lanes {
-                for (a, &v) in acc.iter_mut().zip(vs) {
-                    *a += f(v);
-                }
-            }
-            (acc.iter().sum::<f32>() + tail) as f64
-        })
-        .sum()
+/// `Σ f(v)` over [`LANES`] f32 running sums.
+#[inline(always)]
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let lanes = values.chunks_exact(LANES);
+    let tail: f32 = lanes.remainder().iter().map(|&v| f(v)).sum();
+    for vs in lanes {
+        for (a, &v) in acc.iter_mut().zip(vs) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
-/// GroupNorm (then SiLU, if asked) in place over `[B, C, N]` values: each group's
-/// `C/groups · N` values are contiguous. Mean and biased variance are two passes in f64.
-pub fn group_norm_in_place(values: &mut [f32], n: usize, args: GroupNormArgs) {
+vectorized! {
+    /// Mean and sum of squared deviations of one chunk, in two passes over values that stay
+    /// in cache.
+    fn chunk_moments(chunk: &[f32]) -> (f64, f64) {
+        let mean = lane_sum(chunk, |v| v) as f64 / chunk.len() as f64;
+        let mean_f32 = mean as f32;
+        let m2 = lane_sum(chunk, |v| (v - mean_f32) * (v - mean_f32)) as f64;
+        (mean, m2)
+    }
+}
+
+/// Mean and biased variance of `values` in one pass over memory: chunk by chunk, merged in
+/// f64 with the pairwise update of Chan, Golub and LeVeque (1979).
+fn mean_var(values: &[f32]) -> (f64, f64) {
+    let (mut count, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
+    for chunk in values.chunks(CHUNK) {
+        let (chunk_mean, chunk_m2) = chunk_moments(chunk);
+        let n = chunk.len() as f64;
+        let total = count + n;
+        let delta = chunk_mean - mean;
+        mean += delta * n / total;
+        m2 += chunk_m2 + delta * delta * count * n / total;
+        count = total;
+    }
+    (mean, m2 / count.max(1.0))
+}
+
+vectorized! {
+    /// `out = x · scale + shift`, then SiLU if `silu`.
+    fn affine_into(x: &[f32], out: &mut [f32], scale: f32, shift: f32, silu: bool) {
+        if silu {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = silu_value(v * scale + shift);
+            }
+        } else {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = v * scale + shift;
+            }
+        }
+    }
+}
+
+/// GroupNorm (then SiLU, if asked) of `[B, C, N]` values into `out`: each group's
+/// `C/groups · N` values are contiguous. Reads the input twice (statistics, then the
+/// normalisation) and writes the output once.
+pub fn group_norm(x: &[f32], out: &mut [f32], n: usize, args: GroupNormArgs) {
     let c = args.weight.len();
     let per_group = c / args.groups;
-    values
-        .par_chunks_mut(per_group * n)
+    out.par_chunks_mut(per_group * n)
+        .zip(x.par_chunks(per_group * n))
         .enumerate()
-        .for_each(|(i, group)| {
+        .for_each(|(i, (out, group))| {
             let g = i % args.groups;
-            let count = group.len() as f64;
-            let mean = chunked_sum(group, |v| v) / count;
-            let mean_f32 = mean as f32;
-            let var = chunked_sum(group, |v| (v - mean_f32) * (v - mean_f32)) / count;
+            let (mean, var) = mean_var(group);
             let rstd = 1.0 / (var + args.eps).sqrt();
-            for (k, channel) in group.chunks_mut(n).enumerate() {
+            for (k, (out, channel)) in out.chunks_mut(n).zip(group.chunks(n)).enumerate() {
                 let ch = g * per_group + k;
                 let scale = (args.weight[ch] as f64 * rstd) as f32;
                 let shift = (args.bias[ch] as f64 - mean * args.weight[ch] as f64 * rstd) as f32;
-                if args.silu {
-                    for v in channel {
-                        *v = silu_value(*v * scale + shift);
-                    }
-                } else {
-                    for v in channel {
-                        *v = *v * scale + shift;
-                    }
-                }
+                affine_into(channel, out, scale, shift, args.silu);
             }
         });
 }
@@ -164,13 +206,18 @@ pub fn group_norm_or(
     (groups, eps, silu): (usize, f64, bool),
     fallback: impl FnOnce(Tensor<4>) -> Tensor<4>,
 ) -> Tensor<4> {
-    let [_, c, h, w] = x_bchw.dims();
-    if !(super::on_host(weight_c) && super::on_host(bias_c)) || groups == 0 || c % groups != 0 {
+    let [b, c, h, w] = x_bchw.dims();
+    let takes = on_host(&x_bchw) && on_host(weight_c) && on_host(bias_c);
+    if !takes || groups == 0 || c % groups != 0 || weight_c.dims() != [c] || bias_c.dims() != [c] {
         return fallback(x_bchw);
     }
-    let weight = weight_c.clone().into_data();
-    let bias = bias_c.clone().into_data();
-    let (Ok(weight), Ok(bias)) = (weight.as_slice::<f32>(), bias.as_slice::<f32>()) else {
+    let (Some(x), Some(weight), Some(bias)) =
+        (primitive(&x_bchw), primitive(weight_c), primitive(bias_c))
+    else {
+        return fallback(x_bchw);
+    };
+    let (Some(x), Some(weight), Some(bias)) = (x.as_slice(), weight.as_slice(), bias.as_slice())
+    else {
         return fallback(x_bchw);
     };
     let args = GroupNormArgs {
@@ -180,11 +227,9 @@ pub fn group_norm_or(
         eps,
         silu,
     };
-    map_on_host_or(
-        x_bchw,
-        |values| group_norm_in_place(values, h * w, args),
-        fallback,
-    )
+    let mut out = vec![0.0f32; x.len()];
+    group_norm(x, &mut out, h * w, args);
+    Tensor::from_data(TensorData::new(out, [b, c, h, w]), &x_bchw.device())
 }
 
 #[cfg(test)]
@@ -242,7 +287,7 @@ mod tests {
     #[test]
     fn group_norm_normalises_each_group() {
         // [B=1, C=4, N=2]: group 0 = channels 0, 1; group 1 = channels 2, 3.
-        let mut values = vec![1.0, 3.0, 5.0, 7.0, -2.0, -2.0, 2.0, 2.0];
+        let values = vec![1.0, 3.0, 5.0, 7.0, -2.0, -2.0, 2.0, 2.0];
         let args = GroupNormArgs {
             weight: &[1.0, 2.0, 1.0, 1.0],
             bias: &[0.0, 1.0, 0.0, 0.5],
@@ -250,7 +295,8 @@ mod tests {
             eps: 0.0,
             silu: false,
         };
-        group_norm_in_place(&mut values, 2, args);
+        let mut out = vec![0.0; 8];
+        group_norm(&values, &mut out, 2, args);
         // Group 0: mean 4, variance 5; group 1: mean 0, variance 4.
         let s5 = 5f32.sqrt();
         let want = [
@@ -263,12 +309,12 @@ mod tests {
             1.5,
             1.5,
         ];
-        for (g, w) in values.iter().zip(want) {
-            assert!((g - w).abs() < 1e-6, "{values:?} vs {want:?}");
+        for (g, w) in out.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{out:?} vs {want:?}");
         }
         // Fused SiLU: the same, through x / (1 + e^{-x}).
-        let mut fused = vec![1.0, 3.0, 5.0, 7.0, -2.0, -2.0, 2.0, 2.0];
-        group_norm_in_place(&mut fused, 2, GroupNormArgs { silu: true, ..args });
+        let mut fused = vec![0.0; 8];
+        group_norm(&values, &mut fused, 2, GroupNormArgs { silu: true, ..args });
         for (g, w) in fused.iter().zip(want) {
             let w = w as f64 / (1.0 + (-w as f64).exp());
             assert!((*g as f64 - w).abs() < 1e-6, "{fused:?}");

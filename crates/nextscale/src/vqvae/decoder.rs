@@ -106,21 +106,9 @@ impl Decoder {
                 }
             }
             if let Some(conv) = &level.upsample {
-                h_bchw = conv.forward(upsample_nearest_2x(h_bchw));
+                h_bchw = conv.forward_upsampled(h_bchw);
             }
         }
         self.conv_out.forward(self.norm_out.forward_silu(h_bchw))
     }
-}
-
-/// Nearest-neighbour 2× upsampling (`F.interpolate(scale_factor=2, mode='nearest')`).
-///
-/// # Shapes
-/// - x: `[B, C, H, W]` → `[B, C, 2H, 2W]`
-pub fn upsample_nearest_2x(x_bchw: Tensor<4>) -> Tensor<4> {
-    let [b, c, h, w] = x_bchw.dims();
-    x_bchw
-        .reshape([b, c, h, 1, w, 1])
-        .expand([b, c, h, 2, w, 2])
-        .reshape([b, c, 2 * h, 2 * w])
 }

@@ -9,7 +9,7 @@ mod quant;
 use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 
-pub use decoder::{Decoder, upsample_nearest_2x};
+pub use decoder::Decoder;
 pub use encoder::Encoder;
 pub use quant::{Phi, VectorQuantizer2, phi_index};
 
