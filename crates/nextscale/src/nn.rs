@@ -60,13 +60,26 @@ impl Linear {
     /// # Shapes
     /// - x: `[..., d_in]` → `[..., d_out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.forward_biased(x, self.bias.as_ref().map(Param::val))
+    }
+
+    /// [`Linear::forward`] with a bias given by the caller in place of the layer's own (the
+    /// attention's `(q_bias, 0, v_bias)` on its bias-free `mat_qkv`), added inside the product.
+    ///
+    /// # Shapes
+    /// - x: `[..., d_in]`, bias: `[d_out]` → `[..., d_out]`
+    pub fn forward_biased<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        bias: Option<Tensor<1>>,
+    ) -> Tensor<D> {
         let mut dims = x.dims();
         let d_in = dims[D - 1];
         let rows = dims[..D - 1].iter().product();
-        let (x_rd, bias) = (x.reshape([rows, d_in]), self.bias.as_ref().map(Param::val));
-        #[cfg(target_arch = "x86_64")]
-        let y_rd = crate::cpu::matmul::linear_or(x_rd, self.weight.val(), bias, linear);
-        #[cfg(not(target_arch = "x86_64"))]
+        let x_rd = x.reshape([rows, d_in]);
+        #[cfg(not(target_arch = "wasm32"))]
+        let y_rd = crate::cpu::linear::linear_or(x_rd, self.weight.val(), bias, linear);
+        #[cfg(target_arch = "wasm32")]
         let y_rd = linear(x_rd, self.weight.val(), bias);
         dims[D - 1] = y_rd.dims()[1];
         y_rd.reshape(dims)

@@ -81,6 +81,7 @@ fn attend_head(
         k_t,
         scale,
         Parallelism::None,
+        false,
     );
     softmax_rows(scores, lk);
     matmul_into(
@@ -90,6 +91,7 @@ fn attend_head(
         Strided::rows(v, dv),
         1.0,
         Parallelism::None,
+        false,
     );
 }
 

@@ -46,9 +46,16 @@ pub fn try_conv3x3(
     if (weight_c_in, kh, kw) != (c_in, 3, 3) || bias_o.dims() != [c_out] || h * w == 0 {
         return None;
     }
-    // The input may be a view (it is read whole, so it is made contiguous); the weights are
-    // read in place.
-    let x = x_bchw.clone().into_data();
+    // Every operand is read in place; an input view is first copied out contiguously.
+    let x = super::primitive(x_bchw)?;
+    let x_copy;
+    let x = match x.as_slice::<f32>() {
+        Some(x) => x,
+        None => {
+            x_copy = x_bchw.clone().into_data();
+            x_copy.as_slice().ok()?
+        }
+    };
     let weight = super::primitive(weight_oikk)?;
     let bias = super::primitive(bias_o)?;
     let factor = if upsample { 2 } else { 1 };
@@ -60,12 +67,7 @@ pub fn try_conv3x3(
         w: factor * w,
         upsample,
     };
-    let out = conv3x3(
-        x.as_slice().ok()?,
-        weight.as_slice()?,
-        bias.as_slice()?,
-        shape,
-    );
+    let out = conv3x3(x, weight.as_slice()?, bias.as_slice()?, shape);
     Some(Tensor::from_data(
         TensorData::new(out, [batch, c_out, shape.h, shape.w]),
         &device,
@@ -198,6 +200,7 @@ fn im2col_conv3x3(
             Strided::rows(&cols, positions),
             1.0,
             Parallelism::Rayon(0),
+            false,
         );
         for (channel, &b) in out_chw.chunks_exact_mut(positions).zip(bias_o) {
             for v in channel {
@@ -285,78 +288,117 @@ fn winograd_conv3x3(
         blocks
             .into_par_iter()
             .enumerate()
-            .for_each(|(i, mut out_rows)| {
-                let ty0 = i * tile_rows_per_block;
-                let n_ty = (out_rows[0].len() / w).div_ceil(2);
-                let n = n_ty * tiles_w;
-                // V[ξ][c][t] = (Bᵀ d B)[ξ] of channel c's input tile t.
-                let mut v_xct = vec![0.0f32; 16 * c_in * n];
-                {
-                    // One `[tiles_w]` row of each ξ slab per (channel, tile row).
-                    let mut rows: Vec<std::slice::ChunksExactMut<f32>> = v_xct
-                        .chunks_exact_mut(c_in * n)
-                        .map(|slab| slab.chunks_exact_mut(tiles_w))
-                        .collect();
-                    let mut db = vec![0.0f32; 16 * tiles_w];
-                    for c in 0..c_in {
-                        for ty in 0..n_ty {
-                            let mut v: Vec<&mut [f32]> = rows
-                                .iter_mut()
-                                .map(|slab| slab.next().expect("a row per tile row"))
-                                .collect();
-                            let top = c * plane + 2 * (ty0 + ty) * pitch;
-                            input_transform_row(&xpad[top..top + 4 * pitch], half, &mut db, &mut v);
+            // Scratch reused from block to block (each block overwrites what it reads).
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(v_scratch, m_scratch), (i, mut out_rows)| {
+                    let ty0 = i * tile_rows_per_block;
+                    let n_ty = (out_rows[0].len() / w).div_ceil(2);
+                    let n = n_ty * tiles_w;
+                    // V[ξ][c][t] = (Bᵀ d B)[ξ] of channel c's input tile t.
+                    let v_xct = grown(v_scratch, 16 * c_in * n);
+                    {
+                        // One `[tiles_w]` row of each ξ slab per (channel, tile row).
+                        let mut rows: Vec<std::slice::ChunksExactMut<f32>> = v_xct
+                            .chunks_exact_mut(c_in * n)
+                            .map(|slab| slab.chunks_exact_mut(tiles_w))
+                            .collect();
+                        let mut db = vec![0.0f32; 16 * tiles_w];
+                        for c in 0..c_in {
+                            for ty in 0..n_ty {
+                                let mut v: Vec<&mut [f32]> = rows
+                                    .iter_mut()
+                                    .map(|slab| slab.next().expect("a row per tile row"))
+                                    .collect();
+                                let top = c * plane + 2 * (ty0 + ty) * pitch;
+                                input_transform_row(
+                                    &xpad[top..top + 4 * pitch],
+                                    half,
+                                    &mut db,
+                                    &mut v,
+                                );
+                            }
                         }
                     }
-                }
-                let mut m_xot = vec![0.0f32; 16 * c_out * n];
-                // M_ξ = U_ξ V_ξ: `[c_out, c_in] × [c_in, n]` for each of the 16 positions.
-                for ((m, u), v) in m_xot
-                    .chunks_exact_mut(c_out * n)
-                    .zip(u.chunks_exact(c_out * c_in))
-                    .zip(v_xct.chunks_exact(c_in * n))
-                {
-                    let (u, v) = (Strided::rows(u, c_in), Strided::rows(v, n));
-                    matmul_into(m, (c_out, n, c_in), u, v, 1.0, Parallelism::None);
-                }
-                let mut scratch = vec![0.0f32; 6 * tiles_w];
-                for (o, dst) in out_rows.iter_mut().enumerate() {
-                    let rows = dst.len() / w;
-                    for ty in 0..n_ty {
-                        let m: [&[f32]; 16] = std::array::from_fn(|xi| {
-                            let start = (xi * c_out + o) * n + ty * tiles_w;
-                            &m_xot[start..start + tiles_w]
-                        });
-                        let (y0, two_rows) = (2 * ty, (rows - 2 * ty).min(2));
-                        output_transform_row(
-                            &m,
-                            bias_o[o],
-                            w,
-                            &mut scratch,
-                            &mut dst[y0 * w..(y0 + two_rows) * w],
-                        );
+                    let m_xot = grown(m_scratch, 16 * c_out * n);
+                    // M_ξ = U_ξ V_ξ: `[c_out, c_in] × [c_in, n]` for each of the 16 positions.
+                    for ((m, u), v) in m_xot
+                        .chunks_exact_mut(c_out * n)
+                        .zip(u.chunks_exact(c_out * c_in))
+                        .zip(v_xct.chunks_exact(c_in * n))
+                    {
+                        let (u, v) = (Strided::rows(u, c_in), Strided::rows(v, n));
+                        matmul_into(m, (c_out, n, c_in), u, v, 1.0, Parallelism::None, false);
                     }
-                }
-            });
+                    let mut scratch = vec![0.0f32; 6 * tiles_w];
+                    for (o, dst) in out_rows.iter_mut().enumerate() {
+                        let rows = dst.len() / w;
+                        for ty in 0..n_ty {
+                            let m: [&[f32]; 16] = std::array::from_fn(|xi| {
+                                let start = (xi * c_out + o) * n + ty * tiles_w;
+                                &m_xot[start..start + tiles_w]
+                            });
+                            let (y0, two_rows) = (2 * ty, (rows - 2 * ty).min(2));
+                            output_transform_row(
+                                &m,
+                                bias_o[o],
+                                w,
+                                &mut scratch,
+                                &mut dst[y0 * w..(y0 + two_rows) * w],
+                            );
+                        }
+                    }
+                },
+            );
     }
     out_bchw
+}
+
+/// The first `len` values of `scratch`, grown with zeros when shorter.
+fn grown(scratch: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if scratch.len() < len {
+        scratch.resize(len, 0.0);
+    }
+    &mut scratch[..len]
 }
 
 /// U[ξ][o][c] = (G g G^T)[ξ] for the 3×3 kernel g of (o, c), with
 /// G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
 fn winograd_weights(weight_oikk: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+    /// Kernels per parallel work item.
+    const KERNELS: usize = 4096;
     let transform = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
-    let mut u_xoi = vec![0.0f32; 16 * c_out * c_in];
-    for (oc, g) in weight_oikk.chunks_exact(9).enumerate() {
-        // G g: each column of g transformed to 4 rows.
-        let cols: [[f32; 4]; 3] = std::array::from_fn(|j| transform(g[j], g[3 + j], g[6 + j]));
-        for r in 0..4 {
-            let row = transform(cols[0][r], cols[1][r], cols[2][r]);
-            for (s, &value) in row.iter().enumerate() {
-                u_xoi[(4 * r + s) * c_out * c_in + oc] = value;
+    let pairs = c_out * c_in;
+    let mut u_xoi = vec![0.0f32; 16 * pairs];
+    // Work item t fills kernels t·KERNELS.. of each of the 16 slabs.
+    let mut slabs: Vec<_> = u_xoi
+        .chunks_exact_mut(pairs)
+        .map(|slab| slab.chunks_mut(KERNELS))
+        .collect();
+    let items: Vec<Vec<&mut [f32]>> = (0..pairs.div_ceil(KERNELS))
+        .map(|_| {
+            slabs
+                .iter_mut()
+                .map(|slab| slab.next().expect("a chunk per item"))
+                .collect()
+        })
+        .collect();
+    items
+        .into_par_iter()
+        .zip(weight_oikk.par_chunks(9 * KERNELS))
+        .for_each(|(mut u_x, kernels)| {
+            for (i, g) in kernels.chunks_exact(9).enumerate() {
+                // G g: each column of g transformed to 4 rows.
+                let cols: [[f32; 4]; 3] =
+                    std::array::from_fn(|j| transform(g[j], g[3 + j], g[6 + j]));
+                for r in 0..4 {
+                    let row = transform(cols[0][r], cols[1][r], cols[2][r]);
+                    for (s, &value) in row.iter().enumerate() {
+                        u_x[4 * r + s][i] = value;
+                    }
+                }
             }
-        }
-    }
+        });
     u_xoi
 }
 

@@ -8,7 +8,8 @@
 pub mod attention;
 pub mod conv;
 #[cfg(target_arch = "x86_64")]
-pub mod matmul;
+pub mod few_rows;
+pub mod linear;
 pub mod pointwise;
 
 use burn::backend::Flex;
@@ -125,9 +126,10 @@ impl<'a> Strided<'a> {
     }
 }
 
-/// `dst = scale · lhs · rhs` with the gemm crate, for `dst` row-major `[m, n]`, `lhs`
-/// `[m, k]` and `rhs` `[k, n]`, on the calling thread or the pool as `parallelism` says.
-/// Panics (a bug, not bad input) if an operand is smaller than its view.
+/// `dst = scale · lhs · rhs`, or `dst += scale · lhs · rhs` with `accumulate`, with the gemm
+/// crate, for `dst` row-major `[m, n]`, `lhs` `[m, k]` and `rhs` `[k, n]`, on the calling
+/// thread or the pool as `parallelism` says. Panics (a bug, not bad input) if an operand is
+/// smaller than its view.
 fn matmul_into(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
@@ -135,6 +137,7 @@ fn matmul_into(
     rhs: Strided,
     scale: f32,
     parallelism: Parallelism,
+    accumulate: bool,
 ) {
     assert!(
         dst.len() >= m * n && lhs.holds(m, k) && rhs.holds(k, n),
@@ -149,7 +152,7 @@ fn matmul_into(
             dst.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
             lhs.row_stride as isize,

@@ -5,6 +5,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 use super::{LANES, map_on_host_or, on_host, primitive, vectorized};
 use crate::nn::{MAX_LOGISTIC_EXPONENT, SQRT_2_OVER_PI};
@@ -158,28 +159,42 @@ fn mean_var(values: &[f32]) -> (f64, f64) {
 }
 
 vectorized! {
-    /// `out = x · scale + shift`, then SiLU if `silu`.
-    fn affine_into(x: &[f32], out: &mut [f32], scale: f32, shift: f32, silu: bool) {
+    /// `out = x · scale + shift`, then SiLU if `silu`; writes every value of `out`.
+    fn affine_into(x: &[f32], out: &mut [MaybeUninit<f32>], scale: f32, shift: f32, silu: bool) {
         if silu {
             for (o, &v) in out.iter_mut().zip(x) {
-                *o = silu_value(v * scale + shift);
+                o.write(silu_value(v * scale + shift));
             }
         } else {
             for (o, &v) in out.iter_mut().zip(x) {
-                *o = v * scale + shift;
+                o.write(v * scale + shift);
             }
         }
     }
 }
 
-/// GroupNorm (then SiLU, if asked) of `[B, C, N]` values into `out`: each group's
-/// `C/groups · N` values are contiguous. Reads the input twice (statistics, then the
-/// normalisation) and writes the output once.
-pub fn group_norm(x: &[f32], out: &mut [f32], n: usize, args: GroupNormArgs) {
+/// GroupNorm (then SiLU, if asked) of `[B, C, N]` values: each group's `C/groups · N`
+/// values are contiguous. Reads the input twice (statistics, then the normalisation) and
+/// writes the output once (never zero-filled first). Panics (a bug, not bad input) unless
+/// `x` holds whole groups of `args.weight.len()` channels.
+pub fn group_norm(x: &[f32], n: usize, args: GroupNormArgs) -> Vec<f32> {
     let c = args.weight.len();
+    assert!(
+        args.bias.len() == c
+            && args.groups > 0
+            && c.is_multiple_of(args.groups)
+            && c * n > 0
+            && x.len().is_multiple_of(c * n),
+        "group_norm: {} values are not [B, {c}, {n}] in {} groups",
+        x.len(),
+        args.groups
+    );
     let per_group = c / args.groups;
-    out.par_chunks_mut(per_group * n)
-        .zip(x.par_chunks(per_group * n))
+    let group_len = per_group * n;
+    let mut out = Vec::with_capacity(x.len());
+    out.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(group_len)
+        .zip(x.par_chunks(group_len))
         .enumerate()
         .for_each(|(i, (out, group))| {
             let g = i % args.groups;
@@ -192,6 +207,10 @@ pub fn group_norm(x: &[f32], out: &mut [f32], n: usize, args: GroupNormArgs) {
                 affine_into(channel, out, scale, shift, args.silu);
             }
         });
+    // SAFETY: the chunks cover the first `x.len()` values (whole groups, asserted above),
+    // and `affine_into` wrote every value of each channel.
+    unsafe { out.set_len(x.len()) };
+    out
 }
 
 /// GroupNorm (then SiLU, if `args.silu`) on the host, or `fallback(x)` where the tensors
@@ -227,8 +246,7 @@ pub fn group_norm_or(
         eps,
         silu,
     };
-    let mut out = vec![0.0f32; x.len()];
-    group_norm(x, &mut out, h * w, args);
+    let out = group_norm(x, h * w, args);
     Tensor::from_data(TensorData::new(out, [b, c, h, w]), &x_bchw.device())
 }
 
@@ -295,8 +313,7 @@ mod tests {
             eps: 0.0,
             silu: false,
         };
-        let mut out = vec![0.0; 8];
-        group_norm(&values, &mut out, 2, args);
+        let out = group_norm(&values, 2, args);
         // Group 0: mean 4, variance 5; group 1: mean 0, variance 4.
         let s5 = 5f32.sqrt();
         let want = [
@@ -313,8 +330,7 @@ mod tests {
             assert!((g - w).abs() < 1e-6, "{out:?} vs {want:?}");
         }
         // Fused SiLU: the same, through x / (1 + e^{-x}).
-        let mut fused = vec![0.0; 8];
-        group_norm(&values, &mut fused, 2, GroupNormArgs { silu: true, ..args });
+        let fused = group_norm(&values, 2, GroupNormArgs { silu: true, ..args });
         for (g, w) in fused.iter().zip(want) {
             let w = w as f64 / (1.0 + (-w as f64).exp());
             assert!((*g as f64 - w).abs() < 1e-6, "{fused:?}");

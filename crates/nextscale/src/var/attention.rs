@@ -73,7 +73,9 @@ impl SelfAttention {
         let (h, hd) = (self.num_heads, c / self.num_heads);
         let k_bias = self.q_bias.val().zeros_like();
         let bias_3c = Tensor::cat(vec![self.q_bias.val(), k_bias, self.v_bias.val()], 0);
-        let qkv_3bhlc = (self.mat_qkv.forward(x_blc) + bias_3c.reshape([1, 1, 3 * c]))
+        let qkv_3bhlc = self
+            .mat_qkv
+            .forward_biased(x_blc, Some(bias_3c))
             .reshape([b, l, 3, h, hd])
             .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| qkv_3bhlc.clone().narrow(0, i, 1).reshape([b, h, l, hd]);
