@@ -118,27 +118,23 @@ pub fn conv3x3(
     bias_o: &[f32],
     shape: Conv3x3Shape,
 ) -> Vec<f32> {
-    let Conv3x3Shape {
-        batch,
-        c_in,
-        c_out,
-        h,
-        w,
-        upsample,
-    } = shape;
     let (in_h, in_w) = shape.input_hw();
     assert!(
-        !upsample || (h % 2 == 0 && w % 2 == 0),
+        !shape.upsample || (shape.h.is_multiple_of(2) && shape.w.is_multiple_of(2)),
         "conv3x3 upsampled size is odd"
     );
     assert_eq!(
         x_bchw.len(),
-        batch * c_in * in_h * in_w,
+        shape.batch * shape.c_in * in_h * in_w,
         "conv3x3 input size"
     );
-    assert_eq!(weight_oikk.len(), c_out * c_in * 9, "conv3x3 weight size");
-    assert_eq!(bias_o.len(), c_out, "conv3x3 bias size");
-    if h * w >= MIN_WINOGRAD_POSITIONS {
+    assert_eq!(
+        weight_oikk.len(),
+        shape.c_out * shape.c_in * 9,
+        "conv3x3 weight size"
+    );
+    assert_eq!(bias_o.len(), shape.c_out, "conv3x3 bias size");
+    if shape.h * shape.w >= MIN_WINOGRAD_POSITIONS {
         winograd_conv3x3(x_bchw, weight_oikk, bias_o, shape)
     } else {
         im2col_conv3x3(x_bchw, weight_oikk, bias_o, shape)
