@@ -3,7 +3,7 @@
 //! weights are read once per product and memory, not arithmetic, sets the pace.
 //!
 //! The gemm crate walks such a weight in 64-column micro-panels down its rows (16 KB apart
-//! at 4096 columns) and read it at 9–13 GB/s here for 2 rows, against 28 GB/s for a plain
+//! at 4096 columns) and reads it at 9–13 GB/s here for 2 rows, against 28 GB/s for a plain
 //! read. This kernel walks a block of a few weight rows across a wide band of columns,
 //! accumulating into an output band that stays in cache, so each weight row is read front
 //! to back in long runs the prefetcher follows: about 21 GB/s for 2 rows. The weight is read
@@ -36,8 +36,8 @@ const DEPTH_BLOCK: usize = 16;
 const BAND_BYTES: usize = 128 * 1024;
 
 /// `x · w + bias` by this kernel, for row-major `x` `[m, k]`, `w` `[k, n]` and `bias`
-/// `[n]`, where `m` is at most [`MAX_ROWS`], `n` a multiple of 16 and the CPU has AVX-512F;
-/// `None` otherwise.
+/// `[n]`, where `m` is at most [`MAX_ROWS`], `n` a non-zero multiple of 16 and the CPU has
+/// AVX-512F; `None` otherwise.
 pub fn try_matmul(
     x: &[f32],
     w: &[f32],
@@ -46,6 +46,7 @@ pub fn try_matmul(
 ) -> Option<Vec<f32>> {
     let takes = (1..=MAX_ROWS).contains(&m)
         && k > 0
+        && n > 0
         && n % LANES == 0
         && std::arch::is_x86_feature_detected!("avx512f");
     takes.then(|| few_rows_matmul(x, w, bias, (m, k, n)))
@@ -266,5 +267,6 @@ mod tests {
         let x = vec![0.0; (MAX_ROWS + 1) * 4];
         assert!(try_matmul(&x, &[0.0; 64], None, (MAX_ROWS + 1, 4, 16)).is_none());
         assert!(try_matmul(&x[..8], &[0.0; 40], None, (2, 4, 10)).is_none());
+        assert!(try_matmul(&x[..8], &[], None, (2, 4, 0)).is_none());
     }
 }
