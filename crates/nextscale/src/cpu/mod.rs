@@ -21,7 +21,7 @@ use gemm::{Parallelism, gemm};
 const LANES: usize = 8;
 
 /// Whether the CPU runs the AVX-512 versions of [`vectorized!`] kernels (Skylake-X and Zen 4
-/// level: F, VL, BW, DQ, with FMA and BMI2).
+/// level): every feature in their `target_feature` list.
 #[cfg(target_arch = "x86_64")]
 fn has_avx512() -> bool {
     use std::arch::is_x86_feature_detected as has;
@@ -29,7 +29,9 @@ fn has_avx512() -> bool {
         && has!("avx512vl")
         && has!("avx512bw")
         && has!("avx512dq")
+        && has!("avx2")
         && has!("fma")
+        && has!("bmi1")
         && has!("bmi2")
 }
 
