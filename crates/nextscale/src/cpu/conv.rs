@@ -1,14 +1,16 @@
-//! A 3×3, stride-1, padding-1 convolution on host memory by Winograd's minimal filtering
-//! F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+//! A 3×3, stride-1, padding-1 convolution on host memory, optionally of the input
+//! nearest-upsampled 2× (read in place, never materialised). Maps of 32² and more use
+//! Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for
+//! Convolutional Neural Networks", 2016); smaller ones one im2col matrix product.
 //!
-//! Each 2×2 output tile is `Aᵀ [Σ_c U_c ⊙ V_c] A`, with `U = G g Gᵀ` the 4×4 transform of a
-//! 3×3 kernel and `V = Bᵀ d B` that of the 4×4 input tile. For each of the 16 transformed
-//! positions ξ the sum over channels is one matrix product `[C_out, C_in] × [C_in, tiles]`,
-//! so the products take 16 multiplications per tile and channel pair instead of 36: 2.25×
-//! less matrix work than a direct convolution, for a few additions per value in the
-//! transforms. On the VQ-VAE decoder's 256²×160 layers this runs about 2× faster than flex's
-//! im2col convolution (see `try_conv3x3`); results agree to float rounding (the transforms
-//! use only ±1 and ½).
+//! Each Winograd 2×2 output tile is `Aᵀ [Σ_c U_c ⊙ V_c] A`, with `U = G g Gᵀ` the 4×4
+//! transform of a 3×3 kernel and `V = Bᵀ d B` that of the 4×4 input tile. For each of the 16
+//! transformed positions ξ the sum over channels is one matrix product
+//! `[C_out, C_in] × [C_in, tiles]`, so the products take 16 multiplications per tile and
+//! channel pair instead of 36: 2.25× less matrix work than a direct convolution, for a few
+//! additions per value in the transforms. On the VQ-VAE decoder's 256²×160 layers this runs
+//! about 2× faster than flex's im2col convolution (see `try_conv3x3`); results agree to float
+//! rounding (the transforms use only ±1 and ½).
 
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
@@ -161,7 +163,14 @@ fn im2col_conv3x3(
     let positions = h * w;
     let depth = 9 * c_in;
     let mut cols = vec![0.0f32; depth * positions];
-    let mut out_bchw = vec![0.0f32; batch * c_out * positions];
+    // Each output channel starts as its bias; the product accumulates onto it.
+    let mut out_bchw: Vec<f32> = (0..batch)
+        .flat_map(|_| {
+            bias_o
+                .iter()
+                .flat_map(|&b| std::iter::repeat_n(b, positions))
+        })
+        .collect();
     for (x_chw, out_chw) in x_bchw
         .chunks_exact(c_in * in_h * in_w)
         .zip(out_bchw.chunks_exact_mut(c_out * positions))
@@ -196,13 +205,8 @@ fn im2col_conv3x3(
             Strided::rows(&cols, positions),
             1.0,
             Parallelism::Rayon(0),
-            false,
+            true,
         );
-        for (channel, &b) in out_chw.chunks_exact_mut(positions).zip(bias_o) {
-            for v in channel {
-                *v += b;
-            }
-        }
     }
     out_bchw
 }
