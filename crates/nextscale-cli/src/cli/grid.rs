@@ -1,4 +1,6 @@
-//! `nextscale grid`: one row of samples per class in a single PNG (the README's grid).
+//! `nextscale grid`: one row of samples per class in a single PNG (the training docs'
+//! grids), or with `--scales` one row per sample showing it after every scale (the
+//! README's picture of an image sharpening from 1×1 tokens to full size).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +10,7 @@ use burn::tensor::Device;
 use clap::Args;
 use nextscale::model::Model;
 use nextscale::pipeline::{Event, GenerateRequest, Generation, Mode, PreviewMode};
+use nextscale::preview::RgbaImage;
 
 use super::train::write_grid;
 use super::{DEFAULT_MODEL, SamplingArgs, load};
@@ -26,6 +29,10 @@ pub struct GridArgs {
     seed: u64,
     #[command(flatten)]
     sampling: SamplingArgs,
+    /// One row per sample: its full decode after every scale, coarse to fine, instead of
+    /// the final images side by side.
+    #[arg(long)]
+    scales: bool,
     /// Pixel zoom of each tile.
     #[arg(long, default_value_t = 2)]
     zoom: usize,
@@ -43,7 +50,11 @@ pub fn run(args: GridArgs) -> Result<ExitCode> {
         r.mode = args.sampling.mode();
         r
     };
-    grid_of(&model, &args.out, args.per_class, args.zoom, request)?;
+    if args.scales {
+        scales_grid(&model, &args.out, args.zoom, request)?;
+    } else {
+        grid_of(&model, &args.out, args.per_class, args.zoom, request)?;
+    }
     println!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -78,4 +89,38 @@ fn grid_of(
         }
     }
     write_grid(path, &tiles, per_class, zoom)
+}
+
+/// Every sample of every class after each scale (full decodes), one row per sample.
+fn scales_grid(
+    model: &Model,
+    path: &Path,
+    zoom: usize,
+    request: impl Fn(usize) -> GenerateRequest,
+) -> Result<()> {
+    let mut tiles = Vec::new();
+    let mut cols = 0;
+    for class in 0..model.config.num_classes {
+        let mut r = request(class);
+        r.preview = PreviewMode::Full;
+        let mut generation = Generation::new(model, r)?;
+        let mut rows: Vec<Vec<RgbaImage>> = Vec::new();
+        while let Some(event) = pollster::block_on(generation.next_event())? {
+            if let Event::Scale {
+                preview: Some(previews),
+                ..
+            } = event
+            {
+                rows.resize_with(previews.len(), Vec::new);
+                for (row, preview) in rows.iter_mut().zip(previews) {
+                    row.push(preview);
+                }
+            }
+        }
+        for row in rows {
+            cols = row.len();
+            tiles.extend(row);
+        }
+    }
+    write_grid(path, &tiles, cols.max(1), zoom)
 }
