@@ -1,4 +1,6 @@
-// A static file server for a built page (web/dist), for the browser tests and demo.sh.
+// A static file server for a built page (web/dist), for the browser tests and demo.sh. It
+// makes the page cross-origin isolated (COOP same-origin, COEP require-corp), which wasm
+// threads need; `{ isolate: false }` serves without those headers.
 //   node scripts/serve.mjs DIR PORT
 import { createReadStream, statSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -16,11 +18,26 @@ const TYPES = {
   '.md': 'text/markdown; charset=utf-8',
 };
 
-/** Serves `root` on 127.0.0.1:`port` (0: any free port); resolves to the server. */
-export function serve(root, port) {
+/** The headers that make a page cross-origin isolated (`crossOriginIsolated`). */
+export const ISOLATION_HEADERS = {
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp',
+};
+
+/**
+ * Serves `root` on 127.0.0.1:`port` (0: any free port); resolves to the server. `routes`
+ * maps paths to handlers `(req, res)` that answer instead of a file (tests use them for
+ * broken downloads).
+ */
+export function serve(root, port, { isolate = true, routes = {} } = {}) {
   const base = resolve(root);
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    if (isolate) for (const [name, value] of Object.entries(ISOLATION_HEADERS)) res.setHeader(name, value);
+    if (routes[path]) {
+      routes[path](req, res);
+      return;
+    }
     let file = normalize(join(base, path));
     if (!file.startsWith(base)) {
       res.writeHead(403).end();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what the build and test scripts need on a fresh machine: the Rust
-# components and the wasm32 target, Mesa's Vulkan driver (native wgpu tests), Debian's
+# components and the wasm32 target, the pinned nightly toolchain with rust-src (the threaded
+# wasm build, scripts/nightly.sh), Mesa's Vulkan driver (native wgpu tests), Debian's
 # chromium and chromedriver (browser tests), wasm-bindgen-cli at the version Cargo.lock
 # pins, wasm-pack, and the npm workspace (pkg/, web/, the browser tests). Safe to run again;
 # it skips what is there.
@@ -23,6 +24,9 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   log "rustup target add wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
 fi
+
+# The threaded wasm build rebuilds std with atomics: the pinned nightly and its rust-src.
+scripts/nightly.sh >/dev/null
 
 apt_packages=()
 # Native wgpu tests run on Mesa's lavapipe Vulkan driver.

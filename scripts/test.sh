@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, clippy, the Rust unit/integration/parity tests, the wasm
-# engine's tests in node (flex CPU) and in headless Chromium (WebGPU), and the end-to-end
-# tests of the built demo page in Chromium; then prints one `N passed, N failed` line.
+# Runs every test: formatting, clippy, the Rust unit/integration/parity tests (the core's
+# layering check among them), the wasm engine's tests in node (flex CPU, the SIMD128
+# kernels) and in headless Chromium (WebGPU), and the end-to-end tests of the built demo
+# page in Chromium (the threaded CPU build among them); then prints one `N passed, N failed`
+# line.
 # Extra fixture directories: NEXTSCALE_FIXTURES=a:b.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,11 +32,15 @@ cargo clippy --locked -p nextscale-wasm --target wasm32-unknown-unknown --all-ta
 step "wasm-pack test --node (flex CPU)"
 wasm-pack test --node crates/nextscale-wasm --locked -- --nocapture 2>&1 | tee -a target/test-output.log
 
+# The core's wasm-only kernels (cpu::simd128); `--features webgpu` shares the build above.
+step "wasm-pack test --node crates/nextscale --lib (SIMD128 kernels)"
+wasm-pack test --node crates/nextscale --locked --lib --features webgpu -- --nocapture 2>&1 | tee -a target/test-output.log
+
 step "wasm-pack test --headless --chrome (WebGPU)"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_USE_BROWSER=1 WASM_BINDGEN_TEST_TIMEOUT=300 \
   wasm-pack test --headless --chrome crates/nextscale-wasm --locked -- --nocapture 2>&1 | tee -a target/test-output.log
 
-step "npm package and demo page (dev wasm build)"
+step "npm package (dev wasm builds: single-threaded, and threaded on the pinned nightly) and demo page"
 scripts/models.sh "${CARGO_TARGET_DIR:-target}/debug/nextscale"
 npm run build:dev -w pkg
 npm run build -w web

@@ -3,11 +3,12 @@
 // module is its typed front.
 
 import { NextscaleError } from './errors.js';
-import type { Reply, Request } from './protocol.js';
-import type { EngineInfo, EngineOptions, Frame, GenerateOptions } from './types.js';
-import { checkEngineOptions, checkGenerateOptions } from './validate.js';
+import type { PostedEdit, Reply, Request } from './protocol.js';
+import type { EditOptions, EngineInfo, EngineOptions, Frame, GenerateOptions, MemoryStats } from './types.js';
+import { checkEditOptions, checkEngineOptions, checkGenerateOptions } from './validate.js';
 
 export { NextscaleError } from './errors.js';
+export { MAX_THREADS } from './validate.js';
 export type * from './types.js';
 
 /** Frames of one generation, as they arrive from the worker. */
@@ -55,11 +56,12 @@ export class Engine {
   readonly info: EngineInfo;
   private readonly worker: Worker;
   private readonly streams = new Map<number, FrameStream>();
+  private readonly memoryWaiters = new Map<number, { resolve: (stats: MemoryStats) => void; reject: (error: NextscaleError) => void }>();
   private nextId = 1;
   private disposed = false;
 
   /** @internal Use {@link createEngine}. */
-  constructor(worker: Worker, info: EngineInfo) {
+  constructor(worker: Worker, info: EngineInfo, crashPorts: MessagePort[]) {
     this.worker = worker;
     this.info = info;
     worker.onmessage = (event: MessageEvent<Reply>) => this.receive(event.data);
@@ -67,6 +69,14 @@ export class Engine {
       event.preventDefault();
       this.failAll(new NextscaleError('E_BACKEND', `engine worker failed: ${event.message}`));
     };
+    // A trapped pool thread leaves the engine worker waiting on it forever: end the engine.
+    for (const port of crashPorts) {
+      port.onmessage = (event: MessageEvent<{ message: string }>) => {
+        this.disposed = true;
+        worker.terminate();
+        this.failAll(new NextscaleError('E_BACKEND', `a CPU thread of the engine failed: ${event.data.message}`));
+      };
+    }
   }
 
   /**
@@ -75,16 +85,40 @@ export class Engine {
    * `E_BAD_REQUEST` for bad options, `E_ABORTED` after `signal` aborts.
    */
   generate(options: GenerateOptions = {}): AsyncGenerator<Frame, void, undefined> {
-    const posted = checkGenerateOptions(options);
+    return this.start(checkGenerateOptions(options), options.signal, undefined);
+  }
+
+  /**
+   * Edits an image with no training: keeps its tokens where `mask` says and lets the model
+   * generate the rest scale by scale (in-painting, out-painting, or class editing with
+   * another `classLabel`), streaming frames exactly as {@link Engine.generate} does. The
+   * image is centre-cropped to a square, composited on white and resized to the model's
+   * resolution; the box is in fractions of that square. Needs a model file with the VQ-VAE
+   * encoder (else `E_BAD_REQUEST`).
+   */
+  edit(options: EditOptions): AsyncGenerator<Frame, void, undefined> {
+    const { posted, edit } = checkEditOptions(options);
+    return this.start(posted, options.signal, edit);
+  }
+
+  private start(
+    posted: Omit<GenerateOptions, 'signal'>,
+    signal: AbortSignal | undefined,
+    edit: PostedEdit | undefined,
+  ): AsyncGenerator<Frame, void, undefined> {
     if (this.disposed) throw new NextscaleError('E_DISPOSED', 'the engine was disposed');
-    const { signal } = options;
     if (signal?.aborted) throw new NextscaleError('E_ABORTED', 'generation aborted');
     const id = this.nextId++;
     const stream = new FrameStream();
     this.streams.set(id, stream);
     const abort = () => this.post({ type: 'abort', id });
     signal?.addEventListener('abort', abort, { once: true });
-    this.post({ type: 'generate', id, options: posted });
+    const transfer: Transferable[] = [];
+    if (edit) {
+      transfer.push('data' in edit.image ? edit.image.data.buffer : edit.image);
+      if ('alpha' in edit.mask) transfer.push(edit.mask.alpha.buffer);
+    }
+    this.worker.postMessage({ type: 'generate', id, options: posted, ...(edit ? { edit } : {}) } satisfies Request, transfer);
     const frames = stream.iterate();
     const streams = this.streams;
     return (async function* () {
@@ -98,6 +132,16 @@ export class Engine {
         if (!finished && streams.has(id)) abort();
       }
     })();
+  }
+
+  /** The memory the engine holds now, after the generations started before this call. */
+  memory(): Promise<MemoryStats> {
+    if (this.disposed) return Promise.reject(new NextscaleError('E_DISPOSED', 'the engine was disposed'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.memoryWaiters.set(id, { resolve, reject });
+      this.post({ type: 'memory', id });
+    });
   }
 
   /** Frees the model's memory (GPU included) and ends the worker. */
@@ -129,6 +173,10 @@ export class Engine {
         this.streams.get(reply.id)?.end(null);
         this.streams.delete(reply.id);
         break;
+      case 'memory':
+        this.memoryWaiters.get(reply.id)?.resolve(reply.stats);
+        this.memoryWaiters.delete(reply.id);
+        break;
       case 'error':
         if (reply.id !== null) {
           this.streams.get(reply.id)?.end(new NextscaleError(reply.code as NextscaleError['code'], reply.message));
@@ -143,6 +191,8 @@ export class Engine {
   private failAll(error: NextscaleError): void {
     for (const stream of this.streams.values()) stream.end(error);
     this.streams.clear();
+    for (const waiter of this.memoryWaiters.values()) waiter.reject(error);
+    this.memoryWaiters.clear();
   }
 }
 
@@ -151,12 +201,13 @@ export class Engine {
  * loads it on `backend` (`auto`: WebGPU when the browser has an adapter, else the CPU).
  */
 export function createEngine(options: EngineOptions): Promise<Engine> {
-  let backend;
+  let checked;
   try {
-    backend = checkEngineOptions(options);
+    checked = checkEngineOptions(options);
   } catch (error) {
     return Promise.reject(error);
   }
+  const { backend, threads } = checked;
   const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'nextscale' });
   const model = typeof options.model === 'string' ? new URL(options.model, location.href).href : options.model;
   return new Promise<Engine>((resolve, reject) => {
@@ -169,7 +220,7 @@ export function createEngine(options: EngineOptions): Promise<Engine> {
       if (reply.type === 'progress') {
         options.onProgress?.({ loaded: reply.loaded, total: reply.total, cached: reply.cached });
       } else if (reply.type === 'ready') {
-        resolve(new Engine(worker, reply.info));
+        resolve(new Engine(worker, reply.info, reply.crashPorts));
       } else if (reply.type === 'error') {
         failed(new NextscaleError(reply.code as NextscaleError['code'], reply.message));
       }
@@ -178,7 +229,7 @@ export function createEngine(options: EngineOptions): Promise<Engine> {
       event.preventDefault();
       failed(new NextscaleError('E_BACKEND', `engine worker failed to start: ${event.message}`));
     };
-    const init: Request = { type: 'init', model, backend };
+    const init: Request = { type: 'init', model, backend, threads };
     worker.postMessage(init, model instanceof ArrayBuffer ? [model] : []);
   });
 }

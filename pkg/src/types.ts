@@ -40,6 +40,13 @@ export interface EngineOptions {
   model: string | ArrayBuffer;
   /** Default `auto`. */
   backend?: Backend;
+  /**
+   * Threads of the CPU backend (an integer ≥ 1). Default: `navigator.hardwareConcurrency`,
+   * at most 16 (`MAX_THREADS`). More than one needs a cross-origin isolated page (COOP
+   * `same-origin` and COEP `require-corp`); elsewhere the engine runs on one thread and
+   * `info.reason` says why.
+   */
+  threads?: number;
   /** Called as the model downloads. */
   onProgress?: (progress: Progress) => void;
 }
@@ -56,8 +63,11 @@ export interface AdapterInfo {
 /** What an engine runs on and what its model offers. */
 export interface EngineInfo {
   backend: 'webgpu' | 'cpu';
-  /** Why this backend (the adapter, or why WebGPU was not used). */
+  /** Why this backend (the adapter, or why WebGPU was not used) and, on the CPU, why this
+   * many threads. */
   reason: string;
+  /** Threads the CPU backend runs on (1 on WebGPU). */
+  threads: number;
   adapter: AdapterInfo | null;
   /** The model config as stored in the file (official VAR hyper-parameters and metadata). */
   config: Record<string, unknown>;
@@ -100,6 +110,43 @@ export interface GenerateOptions {
   signal?: AbortSignal;
 }
 
+/** RGBA pixels of any size, row-major (`width·height·4` bytes). */
+export interface RgbaPixels {
+  data: Uint8Array | Uint8ClampedArray;
+  width: number;
+  height: number;
+}
+
+/** The image an edit starts from: it is centre-cropped to a square, composited on white and
+ * resized to the model's resolution, and boxes and masks refer to that square. */
+export type EditImage = ImageData | ImageBitmap | RgbaPixels;
+
+/**
+ * What an edit keeps. A box in fractions of the (square) image, `[y0, x0, y1, x1]`, that
+ * is generated (`inpaint`) or kept while everything around it is generated (`outpaint`);
+ * or a per-pixel mask the size of the image, one byte per pixel, 128 and above generated.
+ * Class editing is in-painting with another `classLabel`.
+ */
+export type EditMask =
+  | { box: [number, number, number, number]; mode: 'inpaint' | 'outpaint' }
+  | { alpha: Uint8Array | Uint8ClampedArray; width: number; height: number };
+
+/** Options of {@link Engine.edit}: the image, the mask and the sampling of the rest (the VAR
+ * teacher only; a distilled student cannot edit). */
+export interface EditOptions extends Omit<GenerateOptions, 'mode'> {
+  image: EditImage;
+  mask: EditMask;
+}
+
+/** Memory the engine holds, for monitoring (see {@link Engine.memory}). */
+export interface MemoryStats {
+  /** The wasm memory, in bytes: model weights (on the CPU), caches and buffers. It grows as
+   * needed and never shrinks. */
+  wasmBytes: number;
+  /** The engine worker's JS heap in use, in bytes, where the browser reports it (Chromium). */
+  jsHeapBytes: number | null;
+}
+
 /** Per-stage wall time of a finished generation, in milliseconds. */
 export interface Timings {
   scaleMs: number[];
@@ -117,6 +164,12 @@ export interface Frame {
   height: number;
   /** RGBA, `width·height·4` bytes, transferred from the worker (not copied). */
   pixels: Uint8ClampedArray<ArrayBuffer>;
+  /**
+   * The token indices this step chose, row-major: the scale's `pn × pn` map in `var` mode
+   * (the final frame carries the last scale's), the whole sequence of every scale in the
+   * one-pass modes. The same seed gives the same tokens on every backend.
+   */
+  tokens: Uint32Array<ArrayBuffer> | null;
   /** True for the final full-resolution image (`scale === scales`). */
   final: boolean;
   /** Milliseconds since the generation started. */

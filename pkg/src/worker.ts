@@ -1,15 +1,27 @@
-// The engine worker: loads the wasm engine and the model, runs one generation at a time,
-// and posts frames with their pixels transferred.
+// The engine worker: picks a wasm build, streams the model into it, runs one generation at a
+// time, and posts frames with their pixels transferred.
+//
+// Two builds of the engine ship. The single-threaded one has WebGPU and the CPU backend;
+// the threaded one (wasm threads on shared memory, rayon's pool on Web Workers) is CPU only.
+// The CPU backend takes the threaded build when the page is cross-origin isolated and more
+// than one thread is allowed.
 
-import init, { Engine as WasmEngine } from './wasm/nextscale_wasm.js';
 import { codeOf, messageOf } from './errors.js';
-import type { Reply, Request } from './protocol.js';
-import type { EngineInfo, Frame } from './types.js';
+import type { PoolReply, PoolStart, PostedEdit, Reply, Request } from './protocol.js';
+import type { Backend, EngineInfo, Frame } from './types.js';
+
+type Glue = typeof import('./wasm/nextscale_wasm.js');
+type ThreadsGlue = typeof import('./wasm-threads/nextscale_wasm.js');
+type WasmEngine = import('./wasm/nextscale_wasm.js').Engine;
+type ModelBytes = import('./wasm/nextscale_wasm.js').ModelBytes;
 
 const CACHE_NAME = 'nextscale-models-v1';
+/** Progress is posted at most this often, in bytes. */
+const PROGRESS_STEP = 1 << 20;
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 let engine: WasmEngine | null = null;
+let glue: Glue | ThreadsGlue | null = null;
 let queue: Promise<void> = Promise.resolve();
 const pending = new Set<number>();
 const aborted = new Set<number>();
@@ -22,55 +34,207 @@ function fail(id: number | null, error: unknown): void {
   post({ type: 'error', id, code: codeOf(error), message: messageOf(error) });
 }
 
-/** Fetches the model with progress, from the Cache API when it is there. */
-async function download(url: string): Promise<ArrayBuffer> {
-  const cache = typeof caches === 'undefined' ? null : await caches.open(CACHE_NAME).catch(() => null);
-  const hit = await cache?.match(url);
-  if (hit) {
-    const bytes = await hit.arrayBuffer();
-    post({ type: 'progress', loaded: bytes.byteLength, total: bytes.byteLength, cached: true });
-    return bytes;
-  }
-  let response: Response;
-  try {
-    response = await fetch(url);
-  } catch (error) {
-    throw Object.assign(new Error(`cannot fetch ${url}: ${messageOf(error)}`), { code: 'E_NETWORK' });
-  }
-  if (!response.ok) {
-    throw Object.assign(new Error(`cannot fetch ${url}: HTTP ${response.status}`), { code: 'E_NETWORK' });
-  }
-  const header = Number(response.headers.get('content-length'));
-  const total = Number.isFinite(header) && header > 0 ? header : null;
-  const chunks: Uint8Array[] = [];
-  let loaded = 0;
-  post({ type: 'progress', loaded, total, cached: false });
-  if (response.body) {
-    const reader = response.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      loaded += value.byteLength;
-      post({ type: 'progress', loaded, total, cached: false });
-    }
-  }
-  const bytes = new Uint8Array(loaded);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  // A cache failure (quota, opaque origin) only costs the next visit a download.
-  await cache?.put(url, new Response(bytes.slice())).catch(() => undefined);
-  return bytes.buffer;
+function coded(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code });
 }
 
-async function load(model: string | ArrayBuffer, backend: string): Promise<void> {
-  await init();
-  const bytes = typeof model === 'string' ? await download(model) : model;
-  engine = await WasmEngine.create(new Uint8Array(bytes), backend);
-  post({ type: 'ready', info: engine.info as EngineInfo });
+/** The little of WebGPU that picking a build needs (TypeScript's lib has no WebGPU types). */
+interface AdapterLike {
+  isFallbackAdapter?: boolean;
+  info?: { vendor?: string; architecture?: string; description?: string; isFallbackAdapter?: boolean };
+}
+
+/** Why WebGPU would not be used by `auto`, or null when a hardware adapter is there. */
+async function noHardwareAdapter(): Promise<string | null> {
+  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<AdapterLike | null> } }).gpu;
+  if (!gpu) return 'WebGPU is not available (no navigator.gpu)';
+  let adapter: AdapterLike | null;
+  try {
+    adapter = await gpu.requestAdapter();
+  } catch (error) {
+    return `navigator.gpu.requestAdapter() failed: ${messageOf(error)}`;
+  }
+  if (!adapter) return 'no WebGPU adapter (requestAdapter() returned null)';
+  const info = adapter.info;
+  if (info?.isFallbackAdapter ?? adapter.isFallbackAdapter) {
+    const name = info?.description || `${info?.vendor ?? ''} ${info?.architecture ?? ''}`.trim() || 'unknown adapter';
+    return `the only WebGPU adapter (${name}) is a software fallback, slower than the CPU backend; ask for webgpu to use it anyway`;
+  }
+  return null;
+}
+
+/** A module whose one function uses `f32x4.relaxed_madd`: valid where relaxed SIMD is. */
+function relaxedSimdProbe(): Uint8Array<ArrayBuffer> {
+  const v128Zero = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
+  const body = [0x00, ...v128Zero, ...v128Zero, ...v128Zero, 0xfd, 0x85, 0x02, 0x0b];
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type: () -> v128
+    0x03, 0x02, 0x01, 0x00, // one function of that type
+    0x0a, body.length + 2, 0x01, body.length, ...body, // its code
+  ]);
+}
+
+/** Why the CPU backend cannot run threaded here, or null when it can. */
+function noThreads(threads: number): string | null {
+  if (threads <= 1) return 'one thread was asked for';
+  if (!scope.crossOriginIsolated) {
+    return 'the page is not cross-origin isolated (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)';
+  }
+  try {
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  } catch {
+    return 'this browser has no shared WebAssembly memory';
+  }
+  if (!WebAssembly.validate(relaxedSimdProbe())) {
+    return 'this browser has no relaxed SIMD, which the threaded build uses';
+  }
+  return null;
+}
+
+/** Starts rayon's pool of `threads` workers on the threaded build's memory. */
+async function startPool(threads: ThreadsGlue, count: number): Promise<MessagePort[]> {
+  const builder = new threads.PoolBuilder(count);
+  const pagePorts: MessagePort[] = [];
+  const started = Array.from({ length: count }, (_, i) => {
+    const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { type: 'module', name: `nextscale-pool-${i}` });
+    const channel = new MessageChannel();
+    pagePorts.push(channel.port1);
+    return new Promise<void>((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<PoolReply>) => {
+        if (event.data.type === 'pool-ready') resolve();
+        else reject(coded('E_BACKEND', `a pool worker failed to start: ${event.data.message}`));
+      };
+      worker.onerror = (event: ErrorEvent) => {
+        event.preventDefault();
+        reject(coded('E_BACKEND', `a pool worker failed to start: ${event.message}`));
+      };
+      const start: PoolStart = {
+        module: builder.module as WebAssembly.Module,
+        memory: builder.memory as WebAssembly.Memory,
+        receiver: builder.receiver(),
+        crashPort: channel.port2,
+      };
+      worker.postMessage(start, [channel.port2]);
+    });
+  });
+  await Promise.all(started);
+  builder.build();
+  // The builder's receiver stays alive: every worker has taken its thread from it.
+  return pagePorts;
+}
+
+/** A response body (network or Cache API) streamed into wasm memory. */
+async function streamInto(
+  wasm: Glue | ThreadsGlue,
+  response: Response,
+  cached: boolean,
+  url: string,
+): Promise<ModelBytes> {
+  const header = Number(response.headers.get('content-length'));
+  const total = Number.isFinite(header) && header > 0 ? header : null;
+  const bytes = new wasm.ModelBytes(total ?? undefined);
+  let loaded = 0;
+  let reported = 0;
+  post({ type: 'progress', loaded, total, cached });
+  if (!response.body) throw coded('E_NETWORK', `${url}: the response has no body`);
+  const reader = response.body.getReader();
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        throw coded('E_NETWORK', `the download of ${url} broke off after ${loaded} bytes: ${messageOf(error)}`);
+      }
+      if (chunk.done) break;
+      bytes.push(chunk.value);
+      loaded += chunk.value.byteLength;
+      if (loaded - reported >= PROGRESS_STEP) {
+        reported = loaded;
+        post({ type: 'progress', loaded, total, cached });
+      }
+    }
+  } catch (error) {
+    bytes.free();
+    await reader.cancel().catch(() => undefined);
+    throw error;
+  }
+  post({ type: 'progress', loaded, total, cached });
+  return bytes;
+}
+
+/** Fetches the model into wasm memory, from the Cache API when it is there, else from the
+ * network while a copy streams into the cache. */
+async function download(wasm: Glue | ThreadsGlue, url: string): Promise<ModelBytes> {
+  const cache = typeof caches === 'undefined' ? null : await caches.open(CACHE_NAME).catch(() => null);
+  const hit = await cache?.match(url).catch(() => undefined);
+  if (hit) return streamInto(wasm, hit, true, url);
+  const controller = new AbortController();
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: controller.signal });
+  } catch (error) {
+    throw coded('E_NETWORK', `cannot fetch ${url}: ${messageOf(error)}`);
+  }
+  if (!response.ok) throw coded('E_NETWORK', `cannot fetch ${url}: HTTP ${response.status}`);
+  if (!cache || !response.body) return streamInto(wasm, response, false, url);
+  const [forEngine, forCache] = response.body.tee();
+  const headers = new Headers(response.headers);
+  // A failed cache write (quota, opaque origin) only costs the next visit a download.
+  const stored = cache.put(url, new Response(forCache, { headers })).catch(() => undefined);
+  try {
+    const bytes = await streamInto(wasm, new Response(forEngine, { headers }), false, url);
+    await stored;
+    return bytes;
+  } catch (error) {
+    controller.abort();
+    await stored;
+    await cache.delete(url).catch(() => false);
+    throw error;
+  }
+}
+
+/** Loads the build that fits `backend` and `threads`; says which and why. */
+async function pickBuild(
+  backend: Backend,
+  threads: number,
+): Promise<{ wasm: Glue | ThreadsGlue; backendArg: Backend; cpuReason: string | null; threadNote: string; crashPorts: MessagePort[] }> {
+  let cpuReason: string | null = backend === 'cpu' ? 'the CPU backend was requested' : null;
+  if (backend === 'auto') cpuReason = await noHardwareAdapter();
+  if (cpuReason !== null) {
+    const why = noThreads(threads);
+    if (why === null) {
+      const wasm = await import('./wasm-threads/nextscale_wasm.js');
+      await wasm.default();
+      const crashPorts = await startPool(wasm, threads);
+      return { wasm, backendArg: 'cpu', cpuReason, threadNote: `${wasm.poolThreads()} threads`, crashPorts };
+    }
+    const wasm = await import('./wasm/nextscale_wasm.js');
+    await wasm.default();
+    return { wasm, backendArg: 'cpu', cpuReason, threadNote: `1 thread: ${why}`, crashPorts: [] };
+  }
+  const wasm = await import('./wasm/nextscale_wasm.js');
+  await wasm.default();
+  return { wasm, backendArg: backend, cpuReason: null, threadNote: '1 thread: WebGPU runs in the single-threaded build', crashPorts: [] };
+}
+
+async function load(model: string | ArrayBuffer, backend: Backend, threads: number): Promise<void> {
+  const build = await pickBuild(backend, threads);
+  glue = build.wasm;
+  let bytes: ModelBytes;
+  if (typeof model === 'string') {
+    bytes = await download(build.wasm, model);
+  } else {
+    bytes = new build.wasm.ModelBytes(model.byteLength);
+    bytes.push(new Uint8Array(model));
+  }
+  engine = await build.wasm.Engine.create(bytes, build.backendArg);
+  const info = engine.info as EngineInfo;
+  if (info.backend === 'cpu') {
+    info.reason = `${build.cpuReason ?? info.reason}; ${build.threadNote}`;
+  }
+  post({ type: 'ready', info, crashPorts: build.crashPorts }, build.crashPorts);
 }
 
 /** Lets queued messages (an abort) in, then says whether to go on. */
@@ -78,38 +242,97 @@ function checkpoint(id: number): Promise<boolean> {
   return new Promise((resolve) => setTimeout(() => resolve(!aborted.has(id)), 0));
 }
 
-async function generate(id: number, options: object): Promise<void> {
-  if (!engine) throw Object.assign(new Error('the engine is not ready'), { code: 'E_DISPOSED' });
-  if (aborted.has(id)) throw Object.assign(new Error('generation aborted'), { code: 'E_ABORTED' });
-  await engine.generate(options, (frame: Frame | (Omit<Frame, 'pixels'> & { pixels: null })) => {
-    if (frame.pixels) post({ type: 'frame', id, frame: frame as Frame }, [frame.pixels.buffer]);
+/** `source` (`width × height`) centre-cropped to a square and drawn at `size × size` on
+ * `background`, as RGBA bytes. */
+function squareAt(source: CanvasImageSource, width: number, height: number, size: number, background: string): Uint8ClampedArray {
+  const side = Math.min(width, height);
+  const canvas = new OffscreenCanvas(size, size);
+  const context = canvas.getContext('2d', { willReadFrequently: true });
+  if (!context) throw coded('E_BACKEND', 'no 2D canvas in this worker to resize the image');
+  context.fillStyle = background;
+  context.fillRect(0, 0, size, size);
+  context.imageSmoothingEnabled = true;
+  context.imageSmoothingQuality = 'high';
+  context.drawImage(source, (width - side) / 2, (height - side) / 2, side, side, 0, 0, size, size);
+  return context.getImageData(0, 0, size, size).data;
+}
+
+/** Pixels as a canvas source. */
+function drawable(data: Uint8ClampedArray, width: number, height: number): OffscreenCanvas {
+  const canvas = new OffscreenCanvas(width, height);
+  canvas.getContext('2d')?.putImageData(new ImageData(new Uint8ClampedArray(data), width, height), 0, 0);
+  return canvas;
+}
+
+/** The edit's image (composited on white) and mask at the model's resolution. */
+function prepareEdit(edit: PostedEdit, size: number): { image: Uint8ClampedArray; mask: object } {
+  const { image, mask } = edit;
+  const [source, width, height] =
+    'data' in image ? [drawable(new Uint8ClampedArray(image.data), image.width, image.height), image.width, image.height] : [image, image.width, image.height];
+  const pixels = squareAt(source, width, height, size, 'white');
+  if ('box' in mask) return { image: pixels, mask };
+  // The mask as grey levels on black, resized like the image, read from its red channel.
+  const grey = new Uint8ClampedArray(mask.width * mask.height * 4);
+  mask.alpha.forEach((a, i) => grey.set([a, a, a, 255], i * 4));
+  const resized = squareAt(drawable(grey, mask.width, mask.height), mask.width, mask.height, size, 'black');
+  return { image: pixels, mask: { pixels: resized.filter((_, i) => i % 4 === 0) } };
+}
+
+async function generate(id: number, options: object, edit: PostedEdit | undefined): Promise<void> {
+  if (!engine) throw coded('E_DISPOSED', 'the engine is not ready');
+  if (aborted.has(id)) throw coded('E_ABORTED', 'generation aborted');
+  const onFrame = (frame: Frame | (Omit<Frame, 'pixels'> & { pixels: null })) => {
+    if (frame.pixels) {
+      const transfer: Transferable[] = [frame.pixels.buffer];
+      if (frame.tokens) transfer.push(frame.tokens.buffer);
+      post({ type: 'frame', id, frame: frame as Frame }, transfer);
+    }
     return checkpoint(id);
-  });
+  };
+  if (edit) {
+    const size = (engine.info as EngineInfo).imageSize;
+    await engine.edit({ ...options, ...prepareEdit(edit, size) }, onFrame);
+  } else {
+    await engine.generate(options, onFrame);
+  }
+}
+
+function memoryStats(): { wasmBytes: number; jsHeapBytes: number | null } {
+  const heap = (performance as Performance & { memory?: { usedJSHeapSize: number } }).memory;
+  return { wasmBytes: glue?.wasmMemoryBytes() ?? 0, jsHeapBytes: heap ? heap.usedJSHeapSize : null };
 }
 
 scope.onmessage = (event: MessageEvent<Request>) => {
   const request = event.data;
   switch (request.type) {
     case 'init':
-      load(request.model, request.backend).catch((error: unknown) => fail(null, error));
+      load(request.model, request.backend, request.threads).catch((error: unknown) => fail(null, error));
       break;
     case 'generate': {
-      const { id, options } = request;
+      const { id, options, edit } = request;
       pending.add(id);
-      queue = queue.then(() =>
-        generate(id, options).then(
-          () => post({ type: 'done', id }),
-          (error: unknown) => fail(id, error),
-        ),
-      ).finally(() => {
-        pending.delete(id);
-        aborted.delete(id);
-      });
+      queue = queue
+        .then(() =>
+          generate(id, options, edit).then(
+            () => post({ type: 'done', id }),
+            (error: unknown) => fail(id, error),
+          ),
+        )
+        .finally(() => {
+          pending.delete(id);
+          aborted.delete(id);
+        });
       break;
     }
     case 'abort':
       if (pending.has(request.id)) aborted.add(request.id);
       break;
+    case 'memory': {
+      const { id } = request;
+      // After the generations queued before it, so the numbers include their work.
+      queue = queue.then(() => post({ type: 'memory', id, stats: memoryStats() }));
+      break;
+    }
     case 'dispose':
       for (const id of pending) aborted.add(id);
       queue.finally(() => {

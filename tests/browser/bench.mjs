@@ -1,44 +1,95 @@
-// Time to the first preview and to the final image in headless Chromium, on WebGPU
-// (SwiftShader) and on the CPU fallback, cold (first generation after load) and warm, for
-// each sampling mode.
-//   node tests/browser/bench.mjs [runs] [model file in web/public/models] [modes, comma-separated] [backends]
-// (after the page is built into web/dist), e.g.
-//   node tests/browser/bench.mjs 3 emoji32.safetensors var,dd1,dd2,parallel webgpu,cpu
+// Load time, time to the first preview and to the final image, and memory, in headless
+// Chromium on the built page (web/dist), for each backend, thread count and sampling mode;
+// cold (first generation after load) and warm runs. Prints a table and one JSON line.
+//   node tests/browser/bench.mjs [--model M] [--modes var,dd1] [--backends cpu,webgpu]
+//                                [--threads 1,2] [--runs 3] [--timeout-min 30]
+// `--model` is a manifest model (`emoji32`) or a path under web/dist (`models/d16.safetensors`:
+// copy a file made by `nextscale init` there). `--threads` applies to the CPU backend.
+// Memory: `wasmBytes` is the engine's wasm memory after the run; `rendererPeakRss` is the
+// highest peak RSS (VmHWM) of Chromium's renderer processes, the page's and its workers'.
+import { readdirSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 import { serve } from '../../scripts/serve.mjs';
 
-const runs = Number(process.argv[2] ?? 3);
-const model = process.argv[3];
-const modes = (process.argv[4] ?? 'var').split(',');
-const backends = (process.argv[5] ?? 'webgpu,cpu').split(',');
-const FLAGS = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const { values: opts } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    modes: { type: 'string', default: 'var' },
+    backends: { type: 'string', default: 'webgpu,cpu' },
+    threads: { type: 'string', default: '' },
+    runs: { type: 'string', default: '3' },
+    'timeout-min': { type: 'string', default: '30' },
+  },
+});
+const runs = Number(opts.runs);
+const timeout = Number(opts['timeout-min']) * 60_000;
+const FLAGS = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
 const server = await serve(new URL('../../web/dist', import.meta.url).pathname, 0);
-const url = `http://127.0.0.1:${server.address().port}/`;
+const base = `http://127.0.0.1:${server.address().port}/`;
 const rows = [];
 
-for (const backend of backends) {
+/** The largest peak RSS (VmHWM) of the running Chromium renderer processes, in bytes. */
+function rendererPeakRss() {
+  let peak = 0;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--type=renderer')) continue;
+      const kb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+      peak = Math.max(peak, kb * 1024);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return peak;
+}
+
+async function waitStatus(page, wanted) {
+  await page.waitForFunction(
+    (w) => [...w, 'error'].includes(document.querySelector('[data-testid=status]')?.textContent ?? ''),
+    wanted,
+    { timeout },
+  );
+  const status = await page.getByTestId('status').textContent();
+  if (status === 'error') throw new Error(await page.getByTestId('error').textContent());
+}
+
+const configs = opts.backends.split(',').flatMap((backend) =>
+  backend === 'cpu' && opts.threads ? opts.threads.split(',').map((t) => ({ backend, threads: t })) : [{ backend, threads: '' }],
+);
+for (const { backend, threads } of configs) {
   const args = backend === 'webgpu' ? [...FLAGS, '--enable-unsafe-webgpu'] : FLAGS;
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args });
   const page = await browser.newPage();
+  const query = new URLSearchParams({ backend });
+  if (opts.model) query.set('model', opts.model);
+  if (threads) query.set('threads', threads);
   const loadStart = Date.now();
-  await page.goto(`${url}?backend=${backend}${model ? `&model=${model}` : ''}`);
-  await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent === 'ready', undefined, { timeout: 300_000 });
+  await page.goto(`${base}?${query}`);
+  await waitStatus(page, ['ready']);
   const loadMs = Date.now() - loadStart;
-  for (const mode of modes) for (let run = 0; run < runs; run++) {
+  const badge = (await page.getByTestId('backend').textContent())?.split('the ')[0].trim();
+  for (const mode of opts.modes.split(',')) for (let run = 0; run < runs; run++) {
     await page.getByTestId('mode-select').selectOption(mode);
     await page.getByTestId('seed-input').fill(String(run));
     await page.getByTestId('generate').click();
-    await page.waitForFunction(() => ['done', 'error'].includes(document.querySelector('[data-testid=status]')?.textContent ?? ''), undefined, { timeout: 600_000 });
+    await waitStatus(page, ['done']);
     const times = await page.evaluate(() => {
       const items = [...document.querySelectorAll('[data-testid=timeline] li')];
       const ms = items.map((li) => Number(li.querySelector('span:last-child')?.textContent?.replace(' ms', '')));
       const total = Number(document.querySelector('#elapsed')?.textContent?.replace(' ms', ''));
-      return { firstPreviewMs: ms[0], finalMs: total };
+      const wasmBytes = Number(document.querySelector('[data-testid=memory]')?.getAttribute('data-bytes'));
+      const decodeMs = Number(items.at(-1)?.dataset.decodeMs);
+      return { firstPreviewMs: ms[0], finalMs: total, decodeMs, scaleMs: ms, wasmBytes };
     });
-    rows.push({ backend, mode, run: run === 0 ? 'cold' : 'warm', pageLoadToReadyMs: loadMs, ...times });
+    rows.push({
+      backend: badge, mode, run: run === 0 ? 'cold' : 'warm', loadMs, firstPreviewMs: times.firstPreviewMs,
+      finalMs: times.finalMs, decodeMs: times.decodeMs, wasmMB: Math.round(times.wasmBytes / 1e6), rendererPeakMB: Math.round(rendererPeakRss() / 1e6),
+      scaleMs: times.scaleMs.join(' '),
+    });
   }
   await browser.close();
 }
 server.close();
-console.table(rows);
+console.table(rows.map(({ scaleMs, ...row }) => row));
 console.log(JSON.stringify(rows));

@@ -157,7 +157,7 @@ test('WebGPU: the badge says WebGPU, one frame per scale, a non-uniform image', 
 test('auto passes over the software WebGPU adapter (SwiftShader) for the CPU and says why', { timeout: TIMEOUT }, async () => {
   const { page, problems } = await open(browsers.webgpu);
   const badge = await page.getByTestId('backend').textContent();
-  assert.match(badge, /^CPU \(wasm\)/);
+  assert.match(badge, /^CPU \(wasm, \d+ threads?\)/);
   assert.match(badge, /software fallback/);
   assert.deepEqual(problems, []);
   await page.close();
@@ -169,7 +169,7 @@ test('without WebGPU the CPU fallback is shown and generation completes', { time
   assert.equal(modelConfig(TEST_MODEL).sampling, undefined);
   assert.deepEqual(await samplingControls(page), { cfg: 1.5, top_k: 900, top_p: 0.96 });
   const badge = await page.getByTestId('backend').textContent();
-  assert.match(badge, /^CPU \(wasm\)/);
+  assert.match(badge, /^CPU \(wasm, \d+ threads?\)/);
   assert.match(badge, /WebGPU/, 'the badge says why WebGPU is not used');
   finalImages.cpu = await generateChecked(page, 'cpu');
   // This model has no distilled student, so only VAR and the naive baseline are offered.

@@ -4,17 +4,20 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { NextscaleError } from '../../pkg/dist/errors.js';
-import { checkEngineOptions, checkGenerateOptions } from '../../pkg/dist/validate.js';
+import { MAX_THREADS, checkEngineOptions, checkGenerateOptions } from '../../pkg/dist/validate.js';
 
 const badRequest = (fn) =>
   assert.throws(fn, (e) => e instanceof NextscaleError && e.code === 'E_BAD_REQUEST' && e.message.length > 0);
 
 test('engine options', () => {
-  assert.equal(checkEngineOptions({ model: 'm.safetensors' }), 'auto');
-  assert.equal(checkEngineOptions({ model: new ArrayBuffer(8), backend: 'cpu' }), 'cpu');
+  // Node 20 has no navigator: one thread there; the cores, at most MAX_THREADS, elsewhere.
+  const cores = typeof navigator === 'undefined' ? 1 : Math.min(navigator.hardwareConcurrency, MAX_THREADS);
+  assert.deepEqual(checkEngineOptions({ model: 'm.safetensors' }), { backend: 'auto', threads: cores });
+  assert.deepEqual(checkEngineOptions({ model: new ArrayBuffer(8), backend: 'cpu', threads: 3 }), { backend: 'cpu', threads: 3 });
   badRequest(() => checkEngineOptions({ model: 42 }));
   badRequest(() => checkEngineOptions({ model: 'm', backend: 'tpu' }));
   badRequest(() => checkEngineOptions({ model: 'm', onProgress: 'yes' }));
+  for (const threads of [0, -2, 1.5, '4', Number.NaN]) badRequest(() => checkEngineOptions({ model: 'm', threads }));
 });
 
 test('generate options', () => {

@@ -1,5 +1,6 @@
 //! The same model and seed on flex and on native wgpu (Vulkan, Mesa's lavapipe here) pick
-//! the same tokens (DESIGN §3), and wgpu also matches the official fixture.
+//! the same tokens (DESIGN §3), and wgpu also matches the official fixtures: var-tiny-a and
+//! the zero-shot edits of edit-tiny-a (the same weights).
 //!
 //! Float tolerance on wgpu is 1e-3, not flex's 1e-4: its kernels reduce in another order
 //! and use approximate `exp`/`tanh`, which the fixture README's 1e-6 weight perturbation
@@ -11,11 +12,23 @@ use burn::tensor::Device;
 use burn::tensor::wgpu::WgpuBackend;
 use nextscale::ModelConfig;
 use nextscale::model::Model;
-use nextscale::parity::run_var_cases;
+use nextscale::parity::{CaseResult, EditTask, run_edit_cases, run_var_cases};
 use nextscale::pipeline::{Event, GenerateRequest, Generation};
 use nextscale::weights::WeightFile;
 
 const WGPU_TOL: f64 = 1e-3;
+
+/// Tokens (and masks) exact, floats within [`WGPU_TOL`].
+fn check_wgpu(results: &[CaseResult]) {
+    for r in results {
+        println!("wgpu {:<34} error {:.3e}", r.name, r.error);
+        if r.exact {
+            assert_eq!(r.error, 0.0, "{} differs on wgpu", r.name);
+        } else {
+            assert!(r.error <= WGPU_TOL, "{} error {} on wgpu", r.name, r.error);
+        }
+    }
+}
 
 fn load(device: &Device) -> (Model, Vec<u8>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/var-tiny-a");
@@ -52,14 +65,23 @@ fn wgpu_vulkan_matches_flex_and_the_fixture() {
         &WeightFile::parse(&cases).unwrap(),
     ))
     .unwrap();
-    for r in &results {
-        println!("wgpu {:<30} error {:.3e}", r.name, r.error);
-        if r.exact {
-            assert_eq!(r.error, 0.0, "{} differs on wgpu", r.name);
-        } else {
-            assert!(r.error <= WGPU_TOL, "{} error {} on wgpu", r.name, r.error);
-        }
-    }
+    check_wgpu(&results);
+    let edit_dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/edit-tiny-a");
+    let edit_json = std::fs::read_to_string(edit_dir.join("config.json")).unwrap();
+    let edit_cases = std::fs::read(edit_dir.join("cases.safetensors")).unwrap();
+    let edit_results = pollster::block_on(run_edit_cases(
+        &gpu_model,
+        &WeightFile::parse(&edit_cases).unwrap(),
+        &EditTask::from_fixture_json(&edit_json).unwrap(),
+    ))
+    .unwrap();
+    assert!(
+        edit_results.len() > 60,
+        "{} edit cases ran",
+        edit_results.len()
+    );
+    check_wgpu(&edit_results);
     let (cpu_model, _) = load(&Device::flex());
     assert_eq!(sampled_tokens(&gpu_model), sampled_tokens(&cpu_model));
 }

@@ -1,5 +1,5 @@
-//! The `nextscale` binary end to end on the fixtures: parity, sample, inspect, convert and
-//! the error paths a user hits.
+//! The `nextscale` binary end to end on the fixtures: parity, sample, edit, inspect,
+//! convert, init and the error paths a user hits.
 
 mod common;
 
@@ -32,6 +32,113 @@ fn parity_passes_on_the_var_and_dd_fixtures() {
         stdout.contains("steps_0_2.image01") && stdout.contains(" 0 failed"),
         "{stdout}"
     );
+    let out = nextscale(&["parity", path(&fixtures().join("edit-tiny-a"))]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for case in [
+        "edit.inpaint.cfg1.0.image01",
+        "edit.outpaint.keep.2",
+        "edit.classedit.cfg4.0.idx.3",
+    ] {
+        assert!(stdout.contains(case), "{case}: {stdout}");
+    }
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
+
+/// Pixels of a PNG, as RGBA.
+fn png(path: &Path) -> image::RgbaImage {
+    image::open(path).unwrap().to_rgba8()
+}
+
+#[test]
+fn edit_keeps_what_the_box_keeps_and_regenerates_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixtures().join("var-tiny-a");
+    // An input image: a sample of the fixture model, 64×64.
+    let sampled = dir.path().join("sampled");
+    let o = nextscale(&[
+        "sample",
+        "--model",
+        path(&model),
+        "--class",
+        "1",
+        "--seed",
+        "3",
+        "--out",
+        path(&sampled),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let input = sampled.join("1_3.png");
+    let edit = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["edit", "--model", path(&model), "--image", path(&input)];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--seed", "5", "--count", "2", "--out", path(out)]);
+        nextscale(&args)
+    };
+    let out = dir.path().join("inpaint");
+    let o = edit(
+        &out,
+        &["--box", "0.25,0.25,0.75,0.75", "--class", "7", "--previews"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("wrote 2 edits"), "{stdout}");
+    for name in ["input.png", "7_5.png", "7_6.png", "7_5.scale04.png"] {
+        assert!(out.join(name).exists(), "{name}");
+    }
+    // The same seed, the same edit.
+    let again = dir.path().join("again");
+    assert!(
+        edit(&again, &["--box", "0.25,0.25,0.75,0.75", "--class", "7"])
+            .status
+            .success()
+    );
+    assert_eq!(png(&out.join("7_5.png")), png(&again.join("7_5.png")));
+    // Out-painting the same box from a mask file covering everything but the box: the same
+    // tokens are generated as with --outpaint.
+    let mask = dir.path().join("mask.png");
+    let mut m = image::RgbaImage::from_pixel(64, 64, image::Rgba([255, 255, 255, 255]));
+    for y in 16..48 {
+        for x in 16..48 {
+            m.put_pixel(x, y, image::Rgba([0, 0, 0, 255]));
+        }
+    }
+    m.save(&mask).unwrap();
+    let (by_box, by_mask) = (dir.path().join("box"), dir.path().join("mask"));
+    assert!(
+        edit(&by_box, &["--box", "0.25,0.25,0.75,0.75", "--outpaint"])
+            .status
+            .success()
+    );
+    assert!(edit(&by_mask, &["--mask", path(&mask)]).status.success());
+    assert_eq!(
+        png(&by_box.join("uncond_5.png")),
+        png(&by_mask.join("uncond_5.png"))
+    );
+    // Bad input: a box outside [0, 1] is a usage error (2), a missing image a data error (1),
+    // a mask that keeps every token an error that says so.
+    let o = edit(&dir.path().join("x"), &["--box", "0.2,0.2,1.4,0.8"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = nextscale(&[
+        "edit",
+        "--model",
+        path(&model),
+        "--image",
+        "/no/such.png",
+        "--box",
+        "0,0,1,1",
+        "--out",
+        path(&dir.path().join("y")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such.png"));
+    let black = dir.path().join("black.png");
+    image::RgbaImage::from_pixel(64, 64, image::Rgba([0, 0, 0, 255]))
+        .save(&black)
+        .unwrap();
+    let o = edit(&dir.path().join("z"), &["--mask", path(&black)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to generate"));
 }
 
 #[test]
@@ -150,6 +257,16 @@ fn user_errors_are_reported_without_panics() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
+    // `init` knows the official sizes only: anything else is a usage error.
+    let out = nextscale(&[
+        "init",
+        "--random",
+        "d17",
+        "--out",
+        path(&dir.path().join("x")),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("d16"));
 }
 
 #[test]
@@ -211,4 +328,62 @@ fn inspect_and_convert_round_trip_the_fixture() {
         path(&dir.path().join("s")),
     ]);
     assert!(out.status.success());
+
+    // Without the encoder (and in bf16): smaller, says so, and samples what the full file
+    // samples (f32) — but cannot edit.
+    let slim = dir.path().join("slim.safetensors");
+    let convert_slim = |dtype: &str, out: &Path| {
+        nextscale(&[
+            "convert",
+            "--vae",
+            path(&fixture.join("weights.safetensors")),
+            "--patch-nums",
+            "1,2,3,4",
+            "--dtype",
+            dtype,
+            "--no-encoder",
+            "--out",
+            path(out),
+        ])
+    };
+    assert!(convert_slim("f32", &slim).status.success());
+    let bf16 = dir.path().join("slim-bf16.safetensors");
+    assert!(convert_slim("bf16", &bf16).status.success());
+    assert!(
+        std::fs::metadata(&bf16).unwrap().len() < std::fs::metadata(&slim).unwrap().len() * 6 / 10
+    );
+    let inspected = nextscale(&["inspect", path(&slim)]);
+    assert!(String::from_utf8_lossy(&inspected.stdout).contains("no encoder"));
+    let sample = |model: &Path, out: &Path| {
+        let o = nextscale(&[
+            "sample",
+            "--model",
+            path(model),
+            "--class",
+            "2",
+            "--seed",
+            "9",
+            "--out",
+            path(out),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        image::open(out.join("2_9.png")).unwrap().to_rgba8()
+    };
+    assert_eq!(
+        sample(&model_path, &dir.path().join("full")),
+        sample(&slim, &dir.path().join("slim"))
+    );
+    let o = nextscale(&[
+        "edit",
+        "--model",
+        path(&slim),
+        "--image",
+        path(&dir.path().join("full").join("2_9.png")),
+        "--box",
+        "0,0,0.5,0.5",
+        "--out",
+        path(&dir.path().join("e")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no VQ-VAE encoder"));
 }

@@ -1,13 +1,21 @@
 //! Backend choice in the browser: WebGPU through burn's webgpu device, or the flex CPU
 //! backend inside wasm, with a report of what was picked and why.
+//!
+//! The threaded build (feature `threads`, without `webgpu`) is CPU-only: wgpu's web types
+//! are not `Send` under `+atomics`, so WebGPU lives in the single-threaded build.
 
+#[cfg(feature = "webgpu")]
 use std::cell::RefCell;
 
 use burn::tensor::Device;
+#[cfg(feature = "webgpu")]
 use burn::tensor::wgpu::WgpuBackend;
+#[cfg(feature = "webgpu")]
 use js_sys::{Function, Promise, Reflect};
 use serde::Serialize;
+#[cfg(feature = "webgpu")]
 use wasm_bindgen::{JsCast, JsValue};
+#[cfg(feature = "webgpu")]
 use wasm_bindgen_futures::JsFuture;
 
 use crate::error::BindingError;
@@ -79,6 +87,7 @@ pub struct BackendReport {
     pub adapter: Option<AdapterInfo>,
 }
 
+#[cfg(feature = "webgpu")]
 thread_local! {
     /// burn's webgpu runtime can be initialised once per thread; later engines reuse it.
     static WEBGPU: RefCell<Option<(Device, AdapterInfo)>> = const { RefCell::new(None) };
@@ -89,19 +98,27 @@ thread_local! {
 /// 85× slower than the wasm CPU backend on the bundled model); `webgpu` takes any adapter
 /// or fails with `E_WEBGPU_UNAVAILABLE`.
 pub async fn select(request: BackendRequest) -> Result<(Device, BackendReport), BindingError> {
-    let cpu = |reason: String| {
-        (
-            Device::flex(),
-            BackendReport {
-                backend: "cpu",
-                reason,
-                adapter: None,
-            },
-        )
-    };
     if request == BackendRequest::Cpu {
         return Ok(cpu("the CPU backend was requested".into()));
     }
+    gpu_or_cpu(request).await
+}
+
+/// The flex CPU device with the reason it was picked.
+fn cpu(reason: String) -> (Device, BackendReport) {
+    (
+        Device::flex(),
+        BackendReport {
+            backend: "cpu",
+            reason,
+            adapter: None,
+        },
+    )
+}
+
+/// `auto` or `webgpu` in the build with WebGPU.
+#[cfg(feature = "webgpu")]
+async fn gpu_or_cpu(request: BackendRequest) -> Result<(Device, BackendReport), BindingError> {
     if request == BackendRequest::Auto {
         let cached = WEBGPU.with(|w| w.borrow().as_ref().map(|(_, a)| a.clone()));
         let adapter = match cached {
@@ -136,7 +153,22 @@ pub async fn select(request: BackendRequest) -> Result<(Device, BackendReport), 
     }
 }
 
+/// `auto` or `webgpu` in the threaded CPU-only build.
+#[cfg(not(feature = "webgpu"))]
+async fn gpu_or_cpu(request: BackendRequest) -> Result<(Device, BackendReport), BindingError> {
+    match request {
+        BackendRequest::WebGpu => Err(BindingError::WebGpuUnavailable(
+            "this is the threaded CPU build of the engine; WebGPU runs in the single-threaded one"
+                .into(),
+        )),
+        _ => Ok(cpu(
+            "the threaded CPU build of the engine has no WebGPU".into()
+        )),
+    }
+}
+
 /// The shared WebGPU device, initialised on first use. `Err` says why there is none.
+#[cfg(feature = "webgpu")]
 async fn webgpu() -> Result<(Device, AdapterInfo), String> {
     if let Some(ready) = WEBGPU.with(|w| w.borrow().clone()) {
         return Ok(ready);
@@ -153,6 +185,7 @@ async fn webgpu() -> Result<(Device, AdapterInfo), String> {
 }
 
 /// Asks `navigator.gpu.requestAdapter()` for an adapter and reads its info.
+#[cfg(feature = "webgpu")]
 async fn probe_adapter() -> Result<AdapterInfo, String> {
     let get = |target: &JsValue, key: &str| Reflect::get(target, &key.into()).ok();
     let gpu = get(&js_sys::global(), "navigator")

@@ -6,19 +6,34 @@
 //! The npm package `nextscale` (in `pkg/`) hosts [`Engine`] in a module Web Worker.
 
 pub mod backend;
+pub mod bytes;
+pub mod edit;
 pub mod error;
+#[cfg(feature = "threads")]
+pub mod pool;
 pub mod request;
+
+#[cfg(all(
+    feature = "threads",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+compile_error!(
+    "the `threads` build needs `-C target-feature=+atomics,+bulk-memory` (pkg/scripts/build.mjs)"
+);
 
 use std::rc::Rc;
 
-use js_sys::{Function, Promise, Uint8Array};
+use js_sys::{Function, Promise};
 use nextscale::weights::WeightFile;
-use nextscale::{Error, Event, Generation, Model, ModelConfig};
+use nextscale::{Error, Event, GenerateRequest, Generation, Model, ModelConfig};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
 use crate::backend::{BackendReport, BackendRequest};
+use crate::bytes::ModelBytes;
+use crate::edit::EditOptions;
 use crate::error::BindingError;
 use crate::request::{GenerateOptions, frame};
 
@@ -32,6 +47,18 @@ pub fn start() {
 #[wasm_bindgen]
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
+}
+
+/// Bytes of wasm memory the engine holds now (it grows and never shrinks).
+#[wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    // An ArrayBuffer, or a SharedArrayBuffer in the threaded build: read it by name.
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .ok()
+        .and_then(|m| js_sys::Reflect::get(&m.buffer(), &"byteLength".into()).ok())
+        .and_then(|n| n.as_f64())
+        .unwrap_or_default()
 }
 
 /// Validates a model file's header and config and returns the config as JSON, without
@@ -55,6 +82,8 @@ fn model_config(bytes: &[u8]) -> Result<ModelConfig, BindingError> {
 struct EngineInfo<'a> {
     #[serde(flatten)]
     backend: &'a BackendReport,
+    /// Threads the CPU backend runs on (1 in the single-threaded build and on WebGPU).
+    threads: usize,
     config: serde_json::Value,
     class_names: Vec<String>,
     scales: usize,
@@ -84,15 +113,19 @@ pub struct Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Loads a model file (safetensors with the config in its metadata) on `backend`:
-    /// `auto` (WebGPU, else CPU), `webgpu` or `cpu`.
-    pub async fn create(bytes: Uint8Array, backend: String) -> Result<Engine, JsValue> {
+    /// Loads a model file (safetensors with the config in its metadata, streamed into
+    /// `bytes`) on `backend`: `auto` (WebGPU, else CPU), `webgpu` or `cpu`. The file's bytes
+    /// are freed once its weights are on the device.
+    pub async fn create(bytes: ModelBytes, backend: String) -> Result<Engine, JsValue> {
         let request = BackendRequest::parse(&backend)?;
-        let bytes = bytes.to_vec();
-        // Check the file before touching the GPU, so a bad file never costs a device.
+        let bytes = bytes.into_vec()?;
+        // Check the file before touching the GPU, so a bad file never costs a device, and
+        // before allocating its weights, so a file too large for wasm32 is an error.
         model_config(&bytes)?;
         let (device, report) = backend::select(request).await?;
+        bytes::check_fits(&bytes, report.backend == "cpu")?;
         let model = Model::from_safetensors(&bytes, &device).map_err(BindingError::from)?;
+        drop(bytes);
         Ok(Engine {
             model: Rc::new(model),
             report,
@@ -108,6 +141,7 @@ impl Engine {
             .map_err(|e| BindingError::from(Error::Config(e.to_string())))?;
         let info = EngineInfo {
             backend: &self.report,
+            threads: threads(&self.report),
             config: config_json,
             class_names: (0..config.num_classes)
                 .map(|c| config.class_name(c))
@@ -137,7 +171,32 @@ impl Engine {
     pub fn generate(&self, options: JsValue, on_frame: Function) -> Promise {
         let model = Rc::clone(&self.model);
         future_to_promise(async move {
-            run(&model, options, &on_frame)
+            let request = GenerateOptions::from_js(options).and_then(|o| o.to_request(&model));
+            let result = match request {
+                Ok(request) => run(&model, request, &on_frame).await,
+                Err(e) => Err(e),
+            };
+            result.map(|()| JsValue::UNDEFINED).map_err(JsValue::from)
+        })
+    }
+
+    /// Edits an image with no training (zero-shot in-painting, out-painting or class
+    /// editing): its tokens where `mask` keeps them, the model's elsewhere, scale by scale,
+    /// with frames as `generate` streams them. The options are `generate`'s (`mode` `var`
+    /// only) plus `image` (RGBA bytes at the model's resolution) and `mask` (`{ box:
+    /// [y0, x0, y1, x1], mode: 'inpaint' | 'outpaint' }` or `{ pixels }`, one byte per pixel,
+    /// 128 and above generated). The model file needs the VQ-VAE encoder.
+    pub fn edit(&self, options: JsValue, on_frame: Function) -> Promise {
+        let model = Rc::clone(&self.model);
+        future_to_promise(async move {
+            let result = async {
+                let options = EditOptions::from_js(options)?;
+                let mut request = options.generate.to_request(&model)?;
+                request.edit = Some(options.to_edit(&model).await?);
+                request.validate(&model)?;
+                run(&model, request, &on_frame).await
+            };
+            result
                 .await
                 .map(|()| JsValue::UNDEFINED)
                 .map_err(JsValue::from)
@@ -145,23 +204,44 @@ impl Engine {
     }
 }
 
-async fn run(model: &Model, options: JsValue, on_frame: &Function) -> Result<(), BindingError> {
-    let request = GenerateOptions::from_js(options)?.to_request(model)?;
+/// Threads of the CPU backend: rayon's pool in the threaded build, else one.
+fn threads(report: &BackendReport) -> usize {
+    if report.backend != "cpu" {
+        return 1;
+    }
+    #[cfg(feature = "threads")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "threads"))]
+    1
+}
+
+/// Runs a request, handing every frame to `on_frame`.
+async fn run(
+    model: &Model,
+    request: GenerateRequest,
+    on_frame: &Function,
+) -> Result<(), BindingError> {
     let mut generation = Generation::new(model, request)?;
     let scales = generation.num_scales();
+    let mut last_tokens = None;
     while let Some(event) = generation.next_event().await? {
         let frame = match event {
-            // The final image stands for the last scale.
-            Event::Scale { index, .. } if index + 1 == scales => continue,
+            // The final image stands for the last scale, and carries its tokens.
+            Event::Scale { index, tokens, .. } if index + 1 == scales => {
+                last_tokens = tokens.into_iter().next();
+                continue;
+            }
             Event::Scale {
                 index,
                 preview,
+                tokens,
                 elapsed_ms,
                 ..
             } => frame(
                 index + 1,
                 scales,
                 preview.as_ref().and_then(|p| p.first()),
+                tokens.first().map(Vec::as_slice),
                 elapsed_ms,
                 None,
             ),
@@ -171,6 +251,7 @@ async fn run(model: &Model, options: JsValue, on_frame: &Function) -> Result<(),
                 scales,
                 scales,
                 images.first(),
+                last_tokens.as_deref(),
                 timings.total_ms,
                 Some(&timings),
             ),

@@ -1,6 +1,6 @@
 //! The options of one `generate` call as JS passes them, and the frames handed back.
 
-use js_sys::{Object, Reflect, Uint8ClampedArray};
+use js_sys::{Object, Reflect, Uint8ClampedArray, Uint32Array};
 use nextscale::pipeline::Mode;
 use nextscale::preview::RgbaImage;
 use nextscale::{GenerateRequest, Model, PreviewMode, Timings};
@@ -112,13 +112,15 @@ impl GenerateOptions {
     }
 }
 
-/// One frame for JS: `{scale, scales, width, height, pixels, final, elapsedMs, timings?}`.
-/// `pixels` is a fresh `Uint8ClampedArray` (RGBA) that JS may transfer, or `null` for a
-/// scale without a preview.
+/// One frame for JS: `{scale, scales, width, height, pixels, tokens, final, elapsedMs,
+/// timings?}`. `pixels` is a fresh `Uint8ClampedArray` (RGBA) that JS may transfer, or
+/// `null` for a scale without a preview; `tokens` a fresh `Uint32Array` of the token
+/// indices the step chose (row-major), or `null`.
 pub fn frame(
     scale: usize,
     scales: usize,
     image: Option<&RgbaImage>,
+    tokens: Option<&[u32]>,
     elapsed_ms: f64,
     timings: Option<&Timings>,
 ) -> JsValue {
@@ -131,6 +133,10 @@ pub fn frame(
     set("scales", (scales as f64).into());
     set("final", timings.is_some().into());
     set("elapsedMs", elapsed_ms.into());
+    set(
+        "tokens",
+        tokens.map_or(JsValue::NULL, |t| Uint32Array::from(t).into()),
+    );
     match image {
         Some(img) => {
             set("width", (img.width as f64).into());

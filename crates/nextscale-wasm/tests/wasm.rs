@@ -11,15 +11,16 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use js_sys::{Function, Promise, Reflect, Uint8Array};
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use nextscale::config::DdConfig;
 use nextscale::dd::DdModel;
-use nextscale::parity::run_var_cases;
+use nextscale::parity::{EditTask, run_edit_cases, run_var_cases};
 use nextscale::train::state_dict;
 use nextscale::weights::{ParamSource, WeightFile};
 use nextscale::{Model, ModelConfig, Sampling};
 use nextscale_wasm::Engine;
 use nextscale_wasm::backend::{self, BackendRequest};
+use nextscale_wasm::bytes::ModelBytes;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -28,16 +29,28 @@ const CONFIG_JSON: &str = include_str!("../../../../shared/fixtures/var-tiny-a/c
 static WEIGHTS: &[u8] =
     include_bytes!("../../../../shared/fixtures/var-tiny-a/weights.safetensors");
 static CASES: &[u8] = include_bytes!("../../../../shared/fixtures/var-tiny-a/cases.safetensors");
+/// The zero-shot edit fixture: var-tiny-a's weights, its own tasks and cases.
+const EDIT_CONFIG_JSON: &str = include_str!("../../../../shared/fixtures/edit-tiny-a/config.json");
+static EDIT_CASES: &[u8] =
+    include_bytes!("../../../../shared/fixtures/edit-tiny-a/cases.safetensors");
 
 /// Float tolerance of the CPU backend.
 const CPU_TOL: f64 = 1e-4;
 /// Float tolerance of WebGPU.
 const WEBGPU_TOL: f64 = 1e-3;
 
+/// The var-tiny-a cases and the edit-tiny-a edits, tokens exact and floats within `float_tol`.
 async fn assert_parity(model: &Model, float_tol: f64) {
     let cases = WeightFile::parse(CASES).expect("cases parse");
-    let results = run_var_cases(model, &cases).await.expect("cases run");
+    let mut results = run_var_cases(model, &cases).await.expect("cases run");
     assert!(results.len() > 10, "only {} cases ran", results.len());
+    let edit_cases = WeightFile::parse(EDIT_CASES).expect("edit cases parse");
+    let tasks = EditTask::from_fixture_json(EDIT_CONFIG_JSON).expect("edit tasks");
+    let edits = run_edit_cases(model, &edit_cases, &tasks)
+        .await
+        .expect("edit cases run");
+    assert!(edits.len() > 60, "only {} edit cases ran", edits.len());
+    results.extend(edits);
     let worst = results
         .iter()
         .filter(|r| !r.exact)
@@ -165,12 +178,28 @@ fn model_file_with_student() -> Vec<u8> {
     safetensors::serialize(views, Some(metadata)).expect("serialize")
 }
 
+/// A file's bytes streamed into wasm memory in chunks, as a download arrives.
+fn streamed(bytes: &[u8], announced: Option<usize>) -> ModelBytes {
+    let mut into = ModelBytes::new(announced.map(|n| n as f64)).expect("model bytes");
+    for chunk in bytes.chunks(4093) {
+        into.push(&Uint8Array::from(chunk)).expect("push");
+    }
+    into
+}
+
 async fn engine(bytes: &[u8]) -> Result<Engine, JsValue> {
-    Engine::create(Uint8Array::from(bytes), "cpu".into()).await
+    Engine::create(streamed(bytes, Some(bytes.len())), "cpu".into()).await
 }
 
 fn code(error: &JsValue) -> String {
     Reflect::get(error, &"code".into())
+        .ok()
+        .and_then(|c| c.as_string())
+        .unwrap_or_default()
+}
+
+fn message(error: &JsValue) -> String {
+    Reflect::get(error, &"message".into())
         .ok()
         .and_then(|c| c.as_string())
         .unwrap_or_default()
@@ -244,8 +273,25 @@ async fn failures_are_errors_with_codes() {
         code(&engine(b"nonsense").await.err().expect("junk")),
         "E_MODEL_FORMAT"
     );
-    let bad_backend = Engine::create(Uint8Array::from(&model_file()[..]), "tpu".into()).await;
+    let bad_backend = Engine::create(streamed(&model_file(), None), "tpu".into()).await;
     assert_eq!(code(&bad_backend.err().expect("backend")), "E_BAD_REQUEST");
+
+    // A download that ends before the size it announced, and one too large for wasm32.
+    let file = model_file();
+    let short = Engine::create(
+        streamed(&file[..file.len() - 1], Some(file.len())),
+        "cpu".into(),
+    );
+    let short = short.await.err().expect("short download");
+    assert_eq!(code(&short), "E_MODEL_FORMAT");
+    assert!(
+        message(&short).contains("ended after"),
+        "{}",
+        message(&short)
+    );
+    let huge = ModelBytes::new(Some(5e9)).err().expect("a 5 GB file");
+    assert_eq!(code(&huge), "E_BACKEND");
+    assert!(message(&huge).contains("5.00 GB"), "{}", message(&huge));
 
     let engine = engine(&model_file()).await.expect("engine");
     for request in [
@@ -331,4 +377,129 @@ async fn student_modes_stream_one_frame_per_pass() {
         let pixels: Vec<u8> = Uint8Array::new(&get(last, "pixels")).to_vec();
         assert_eq!(pixels.len(), 64 * 64 * 4, "{mode}");
     }
+}
+
+/// A file written without the VQ-VAE encoder (`nextscale init/convert --no-encoder`) loads
+/// and generates the same image as the full file.
+#[wasm_bindgen_test]
+async fn a_file_without_the_encoder_generates_the_same_images() {
+    let full = engine(&model_file()).await.expect("full engine");
+    let slim = engine_without_encoder().await;
+    let request = r#"{"classLabel": 1, "seed": 4, "preview": "none"}"#;
+    assert_eq!(
+        final_pixels(&full, request).await,
+        final_pixels(&slim, request).await
+    );
+}
+
+/// The fixture model written without the VQ-VAE encoder (`--no-encoder`).
+async fn engine_without_encoder() -> Engine {
+    let mut config = ModelConfig::from_fixture_json(CONFIG_JSON).expect("fixture config");
+    config.encoder = false;
+    let tensors = safetensors::SafeTensors::deserialize(WEIGHTS).expect("fixture weights");
+    let kept: Vec<_> = tensors
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| {
+            !name.starts_with("vae.encoder.") && !name.starts_with("vae.quant_conv.")
+        })
+        .collect();
+    assert!(kept.len() < tensors.len());
+    let metadata = HashMap::from([(
+        nextscale::config::CONFIG_METADATA_KEY.to_string(),
+        config.to_json(),
+    )]);
+    let slim = safetensors::serialize(kept, Some(metadata)).expect("serialize");
+    engine(&slim).await.expect("slim engine")
+}
+
+/// `engine.edit` streams a frame per scale and keeps what the box says; the student modes,
+/// a file without the encoder and malformed options are typed errors.
+#[wasm_bindgen_test]
+async fn engine_edits_an_image_and_refuses_what_it_cannot() {
+    let engine = engine(&model_file()).await.expect("engine");
+    // A 64×64 image of two halves.
+    let image: Vec<u8> = (0..64 * 64)
+        .flat_map(|i| {
+            if i % 64 < 32 {
+                [220, 40, 40, 255]
+            } else {
+                [30, 60, 200, 255]
+            }
+        })
+        .collect();
+    let edit_options = |extra: &str| {
+        let edit = options(&format!(r#"{{"classLabel": 2, "seed": 1{extra}}}"#));
+        Reflect::set(&edit, &"image".into(), &Uint8Array::from(&image[..])).unwrap();
+        let mask = options(r#"{"box": [0.25, 0.25, 0.75, 0.75], "mode": "inpaint"}"#);
+        Reflect::set(&edit, &"mask".into(), &mask).unwrap();
+        edit
+    };
+    let (seen, result) = edit_frames(&engine, edit_options("")).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(seen.len(), 4, "a frame per scale");
+    let tokens = |frame: &JsValue| js_sys::Uint32Array::new(&get(frame, "tokens")).to_vec();
+    // The first scale keeps the input's token; the last keeps 12 of 16.
+    assert_eq!(tokens(&seen[0]).len(), 1);
+    assert_eq!(tokens(&seen[3]).len(), 16);
+
+    for (extra, why) in [
+        (r#", "mode": "dd1""#, "a student mode"),
+        (r#", "topP": 3"#, "a bad top-p"),
+    ] {
+        let (seen, result) = edit_frames(&engine, edit_options(extra)).await;
+        assert!(seen.is_empty(), "{why}");
+        assert_eq!(code(&result.expect_err(why)), "E_BAD_REQUEST", "{why}");
+    }
+    let bad_box = edit_options("");
+    Reflect::set(
+        &bad_box,
+        &"mask".into(),
+        &options(r#"{"box": [0.5, 0, 0.2, 1], "mode": "inpaint"}"#),
+    )
+    .unwrap();
+    let (_, result) = edit_frames(&engine, bad_box).await;
+    assert_eq!(code(&result.expect_err("bad box")), "E_BAD_REQUEST");
+    let small = edit_options("");
+    Reflect::set(&small, &"image".into(), &Uint8Array::from(&image[..100])).unwrap();
+    let (_, result) = edit_frames(&engine, small).await;
+    assert_eq!(code(&result.expect_err("short image")), "E_BAD_REQUEST");
+    let keep_all = edit_options("");
+    let mask = Object::new();
+    Reflect::set(
+        &mask,
+        &"pixels".into(),
+        &Uint8Array::from(&vec![0u8; 64 * 64][..]),
+    )
+    .unwrap();
+    Reflect::set(&keep_all, &"mask".into(), &mask).unwrap();
+    let (_, result) = edit_frames(&engine, keep_all).await;
+    assert!(message(&result.expect_err("keeps all")).contains("nothing to generate"));
+
+    let slim = engine_without_encoder().await;
+    let (_, result) = edit_frames(&slim, edit_options("")).await;
+    let error = result.expect_err("no encoder");
+    assert_eq!(code(&error), "E_BAD_REQUEST");
+    assert!(
+        message(&error).contains("no VQ-VAE encoder"),
+        "{}",
+        message(&error)
+    );
+}
+
+/// Runs `edit` and collects the frames.
+async fn edit_frames(
+    engine: &Engine,
+    options: JsValue,
+) -> (Vec<JsValue>, Result<JsValue, JsValue>) {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let sink = Rc::clone(&seen);
+    let on_frame = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |frame: JsValue| {
+        sink.borrow_mut().push(frame);
+        JsValue::TRUE
+    });
+    let function: &Function = on_frame.as_ref().unchecked_ref();
+    let result = JsFuture::from(engine.edit(options, function.clone())).await;
+    let frames = seen.borrow().clone();
+    (frames, result)
 }

@@ -12,9 +12,6 @@ use crate::error::Result;
 use crate::nn::{Conv2d, Linear};
 use crate::weights::ParamSource;
 
-/// Tensor-name prefix of the classifier in its file.
-pub const CLASSIFIER_PREFIX: &str = "classifier.";
-
 /// Channel widths of the three stages.
 const WIDTHS: [usize; 3] = [32, 64, 128];
 
@@ -101,6 +98,7 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::weights::CLASSIFIER_PREFIX;
     use burn::tensor::Device;
 
     #[test]

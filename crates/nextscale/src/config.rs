@@ -33,6 +33,12 @@ fn default_mlp_ratio() -> f64 {
 fn default_norm_eps() -> f64 {
     1e-6
 }
+fn default_true() -> bool {
+    true
+}
+fn is_true(value: &bool) -> bool {
+    *value
+}
 
 /// A linear map Cvae → RGB applied to f_hat for nearly free previews.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +98,11 @@ pub struct ModelConfig {
     pub norm_eps: f64,
     /// Image side length in pixels.
     pub image_size: usize,
+    /// Whether the file carries the VQ-VAE encoder (`vae.encoder.*`, `vae.quant_conv.*`).
+    /// Sampling never uses it, so a file for generation only may leave it out (`false`);
+    /// encoding images (editing, training) then fails with a typed error.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub encoder: bool,
     /// VQ-VAE spatial downsampling factor; derived from `ch_mult`, checked when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downsample: Option<usize>,
@@ -207,6 +218,7 @@ impl ModelConfig {
             attn_l2_norm: true,
             norm_eps: 1e-6,
             image_size: 256,
+            encoder: true,
             downsample: None,
             class_names: Vec::new(),
             preview: None,

@@ -1,45 +1,10 @@
-//! Official checkpoint layout: the tensors a config implies, and a config inferred from the
-//! tensor shapes of official `vae_ch160v4096z32.pth` + `var_dNN.pth` state dicts.
+//! A config inferred from the tensor shapes of official `vae_ch160v4096z32.pth` +
+//! `var_dNN.pth` state dicts; [`crate::model::check_layout`] then checks them against it.
 
 use std::collections::BTreeMap;
 
-use burn::tensor::Device;
-
 use crate::config::{ModelConfig, OFFICIAL_PATCH_NUMS};
 use crate::error::{Error, Result};
-use crate::model::{VAE_PREFIX, VAR_PREFIX};
-use crate::var::Var;
-use crate::vqvae::Vqvae;
-use crate::weights::ParamSource;
-
-/// Leaf names of buffers the official code saves but which the config fully determines.
-pub const DERIVED_BUFFERS: [&str; 4] = [
-    "attn_bias_for_masking",
-    "lvl_1L",
-    "zero_k_bias",
-    "ema_vocab_hit_SV",
-];
-
-/// True for official buffers that a model file does not need.
-pub fn is_derived_buffer(name: &str) -> bool {
-    DERIVED_BUFFERS.contains(&name.rsplit('.').next().unwrap_or(name))
-}
-
-/// Every tensor (prefixed name → shape) a model of `config` reads. Only 1-element
-/// placeholders are placed on `device`.
-pub fn expected_tensors(
-    config: &ModelConfig,
-    device: &Device,
-) -> Result<BTreeMap<String, Vec<usize>>> {
-    config.validate()?;
-    let mut vae_src = ParamSource::spec(VAE_PREFIX, device);
-    Vqvae::new(&mut vae_src, config)?;
-    let mut var_src = ParamSource::spec(VAR_PREFIX, device);
-    Var::new(&mut var_src, config)?;
-    let mut all = vae_src.into_spec();
-    all.extend(var_src.into_spec());
-    Ok(all)
-}
 
 /// Infers the model config from official tensor shapes (names prefixed `vae.` / `var.`).
 /// `patch_nums` defaults to the official schedule when the sequence length matches it;
@@ -127,37 +92,4 @@ pub fn infer_config(
     config.image_size = config.latent_size() * config.derived_downsample();
     config.validate()?;
     Ok(config)
-}
-
-/// Checks a checkpoint's tensors against what the inferred config implies: every expected
-/// tensor present with its shape, nothing else but derived buffers. Returns the expected map.
-pub fn check_layout(
-    shapes: &BTreeMap<String, Vec<usize>>,
-    config: &ModelConfig,
-    device: &Device,
-) -> Result<BTreeMap<String, Vec<usize>>> {
-    let expected = expected_tensors(config, device)?;
-    for (name, shape) in &expected {
-        match shapes.get(name) {
-            None => return Err(Error::MissingTensor(name.clone())),
-            Some(actual) if actual != shape => {
-                return Err(Error::ShapeMismatch {
-                    name: name.clone(),
-                    actual: actual.clone(),
-                    expected: shape.clone(),
-                });
-            }
-            Some(_) => {}
-        }
-    }
-    let extra: Vec<String> = shapes
-        .keys()
-        .filter(|n| !expected.contains_key(*n) && !is_derived_buffer(n))
-        .cloned()
-        .collect();
-    if extra.is_empty() {
-        Ok(expected)
-    } else {
-        Err(Error::ExtraTensors(extra))
-    }
 }

@@ -55,6 +55,11 @@ pub enum Error {
     /// A request option is invalid (NaN, negative, out of range, ...).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The request needs the VQ-VAE encoder, which this model file was written without.
+    #[error(
+        "this model file has no VQ-VAE encoder (it was written with --no-encoder): it can generate, but not encode images"
+    )]
+    NoEncoder,
     /// The request was cancelled by the caller.
     #[error("generation aborted")]
     Aborted,
@@ -74,9 +79,10 @@ impl Error {
             | Error::ShapeMismatch { .. }
             | Error::DType { .. }
             | Error::Config(_) => "E_MODEL_FORMAT",
-            Error::ClassOutOfRange { .. } | Error::UnknownClass(_) | Error::BadRequest(_) => {
-                "E_BAD_REQUEST"
-            }
+            Error::ClassOutOfRange { .. }
+            | Error::UnknownClass(_)
+            | Error::BadRequest(_)
+            | Error::NoEncoder => "E_BAD_REQUEST",
             Error::Aborted => "E_ABORTED",
             Error::Backend(_) => "E_BACKEND",
         }

@@ -1,26 +1,47 @@
 //! nextscale core: next-scale prediction (VAR) image generation on burn, generic over the
 //! runtime device (flex CPU, wgpu, WebGPU), with no file or network I/O.
 //!
+//! # Layers
+//!
+//! Each module imports only modules on lower layers (`tests/layering.rs` reads this table
+//! and checks every `crate::` path in `src/` against it):
+//!
+//! ```text
+//! 8 | parity convert train                          | reference checks, checkpoint conversion, training
+//! 7 | pipeline                                      | generation scale by scale, as a stream of events
+//! 6 | model                                         | one model file: tokenizer, transformer, student
+//! 5 | dd preview edit                               | the distilled student; previews of f_hat; zero-shot edit masks
+//! 4 | vqvae var classifier                          | the networks
+//! 3 | nn                                            | the layers the networks share
+//! 2 | cpu                                           | host kernels for the flex CPU device
+//! 1 | config weights sampler resample readback dataset | config, tensor files, sampling, resampling, host reads
+//! 0 | error activation                              | typed errors, activation constants
+//! ```
+//!
 //! - [`config`]: hyper-parameters and metadata of a model file.
-//! - [`weights`]: safetensors loading with typed validation.
-//! - [`vqvae`], [`var`]: the official model family.
+//! - [`weights`]: safetensors loading with typed validation, and the tensor-name prefixes.
+//! - [`vqvae`], [`var`]: the official model family; [`dd`] the distilled student.
+//! - [`model`]: a loaded model file and the layout a config implies.
+//! - [`edit`]: zero-shot in-painting, out-painting and class editing.
 //! - [`pipeline`]: scale-by-scale generation with streamed events.
 //! - [`parity`]: comparison against the official reference fixtures.
 //! - [`dataset`], [`train`]: the training data set file and training losses.
 
+pub mod activation;
 pub mod classifier;
 pub mod config;
 pub mod convert;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod cpu;
 pub mod dataset;
 pub mod dd;
+pub mod edit;
 pub mod error;
 pub mod model;
 pub mod nn;
 pub mod parity;
 pub mod pipeline;
 pub mod preview;
+pub mod readback;
 pub mod resample;
 pub mod sampler;
 pub mod train;

@@ -6,23 +6,25 @@ use std::sync::OnceLock;
 use burn::tensor::Device;
 
 use crate::config::{CONFIG_METADATA_KEY, ModelConfig, PreviewMatrix};
-use crate::convert::check_layout;
 use crate::dd::DdModel;
 use crate::error::{Error, Result};
 use crate::preview::fit_preview;
 use crate::var::Var;
 use crate::vqvae::Vqvae;
-use crate::weights::{ParamSource, WeightFile};
+use crate::weights::{
+    DD_PREFIX, ParamSource, VAE_PREFIX, VAR_PREFIX, WeightFile, is_derived_buffer,
+};
 
 /// Keys of a fixture `config.json` that describe the reference run, not the model.
-const FIXTURE_RUN_KEYS: [&str; 6] = ["cfgs", "seed", "batch", "greedy", "t_lists", "loss_split_t"];
-
-/// Tensor-name prefix of the VQ-VAE.
-pub const VAE_PREFIX: &str = "vae.";
-/// Tensor-name prefix of the VAR transformer.
-pub const VAR_PREFIX: &str = "var.";
-/// Tensor-name prefix of the Distilled-Decoding student.
-pub const DD_PREFIX: &str = "dd.";
+const FIXTURE_RUN_KEYS: [&str; 7] = [
+    "cfgs",
+    "seed",
+    "batch",
+    "greedy",
+    "t_lists",
+    "loss_split_t",
+    "edit",
+];
 
 /// A VQ-VAE + VAR model, with an optional Distilled-Decoding student, ready to generate.
 #[derive(Debug)]
@@ -150,6 +152,55 @@ impl Model {
         use burn::module::Module;
         let dd = self.dd.as_ref().map_or(0, |d| d.num_params());
         (self.vae.num_params(), self.var.num_params(), dd)
+    }
+}
+
+/// Every tensor (prefixed name → shape) a model of `config` reads. Only 1-element
+/// placeholders are placed on `device`.
+pub fn expected_tensors(
+    config: &ModelConfig,
+    device: &Device,
+) -> Result<BTreeMap<String, Vec<usize>>> {
+    config.validate()?;
+    let mut vae_src = ParamSource::spec(VAE_PREFIX, device);
+    Vqvae::new(&mut vae_src, config)?;
+    let mut var_src = ParamSource::spec(VAR_PREFIX, device);
+    Var::new(&mut var_src, config)?;
+    let mut all = vae_src.into_spec();
+    all.extend(var_src.into_spec());
+    Ok(all)
+}
+
+/// Checks a checkpoint's tensors against what the inferred config implies: every expected
+/// tensor present with its shape, nothing else but derived buffers. Returns the expected map.
+pub fn check_layout(
+    shapes: &BTreeMap<String, Vec<usize>>,
+    config: &ModelConfig,
+    device: &Device,
+) -> Result<BTreeMap<String, Vec<usize>>> {
+    let expected = expected_tensors(config, device)?;
+    for (name, shape) in &expected {
+        match shapes.get(name) {
+            None => return Err(Error::MissingTensor(name.clone())),
+            Some(actual) if actual != shape => {
+                return Err(Error::ShapeMismatch {
+                    name: name.clone(),
+                    actual: actual.clone(),
+                    expected: shape.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let extra: Vec<String> = shapes
+        .keys()
+        .filter(|n| !expected.contains_key(*n) && !is_derived_buffer(n))
+        .cloned()
+        .collect();
+    if extra.is_empty() {
+        Ok(expected)
+    } else {
+        Err(Error::ExtraTensors(extra))
     }
 }
 

@@ -5,7 +5,9 @@ use burn::tensor::module::{conv2d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Int, Tensor};
 
+use crate::activation::{MAX_LOGISTIC_EXPONENT, SQRT_2_OVER_PI};
 use crate::error::Result;
+use crate::resample::upsample_nearest_2x;
 use crate::weights::{Init, ParamSource};
 
 /// Default std of random weights (the official `init_std` of 0.02).
@@ -77,10 +79,7 @@ impl Linear {
         let d_in = dims[D - 1];
         let rows = dims[..D - 1].iter().product();
         let x_rd = x.reshape([rows, d_in]);
-        #[cfg(not(target_arch = "wasm32"))]
         let y_rd = crate::cpu::linear::linear_or(x_rd, self.weight.val(), bias, linear);
-        #[cfg(target_arch = "wasm32")]
-        let y_rd = linear(x_rd, self.weight.val(), bias);
         dims[D - 1] = y_rd.dims()[1];
         y_rd.reshape(dims)
     }
@@ -135,13 +134,12 @@ impl Conv2d {
         Ok(conv)
     }
 
-    /// On the plain native flex device, 3×3 stride-1 layers run as a host kernel
+    /// On the plain flex device, 3×3 stride-1 layers run as a host kernel
     /// (`cpu::conv`: Winograd from 32², im2col below); everywhere else burn's `conv2d`.
     ///
     /// # Shapes
     /// - x: `[B, in, H, W]` → `[B, out, H', W']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        #[cfg(not(target_arch = "wasm32"))]
         if let Some(y) = self.host_conv3x3(&x, false) {
             return y;
         }
@@ -161,7 +159,6 @@ impl Conv2d {
     /// # Shapes
     /// - x: `[B, in, H, W]` → `[B, out, 2H', 2W']`
     pub fn forward_upsampled(&self, x: Tensor<4>) -> Tensor<4> {
-        #[cfg(not(target_arch = "wasm32"))]
         if let Some(y) = self.host_conv3x3(&x, true) {
             return y;
         }
@@ -170,25 +167,12 @@ impl Conv2d {
 
     /// The host kernel's output where this is a stride-1, padding-1 layer and the kernel
     /// takes it (`try_conv3x3` checks the 3×3 weights and the tensors).
-    #[cfg(not(target_arch = "wasm32"))]
     fn host_conv3x3(&self, x: &Tensor<4>, upsample: bool) -> Option<Tensor<4>> {
         if (self.stride, self.pad_begin, self.pad_end) != (1, 1, 1) {
             return None;
         }
         crate::cpu::conv::try_conv3x3(x, &self.weight.val(), &self.bias.val(), upsample)
     }
-}
-
-/// Nearest-neighbour 2× upsampling (`F.interpolate(scale_factor=2, mode='nearest')`).
-///
-/// # Shapes
-/// - x: `[B, C, H, W]` → `[B, C, 2H, 2W]`
-pub fn upsample_nearest_2x(x_bchw: Tensor<4>) -> Tensor<4> {
-    let [b, c, h, w] = x_bchw.dims();
-    x_bchw
-        .reshape([b, c, h, 1, w, 1])
-        .expand([b, c, h, 2, w, 2])
-        .reshape([b, c, 2 * h, 2 * w])
 }
 
 /// `nn.GroupNorm` with affine weight and bias.
@@ -244,16 +228,13 @@ impl GroupNorm {
                 normed_bchw
             }
         };
-        #[cfg(not(target_arch = "wasm32"))]
-        return crate::cpu::pointwise::group_norm_or(
+        crate::cpu::pointwise::group_norm_or(
             x_bchw,
             &self.weight.val(),
             &self.bias.val(),
             (self.groups, self.eps, then_silu),
             ops,
-        );
-        #[cfg(target_arch = "wasm32")]
-        ops(x_bchw)
+        )
     }
 
     fn normalize(&self, x_bchw: Tensor<4>) -> Tensor<4> {
@@ -292,14 +273,6 @@ impl Embedding {
     }
 }
 
-/// Largest exponent the logistic activations below pass to `exp`: beyond it `1 + e^z` is
-/// already `e^z` to f32 precision, and `e^z` stays finite, so the gradient through `exp` is
-/// 0 instead of `0·∞ = NaN`.
-pub(crate) const MAX_LOGISTIC_EXPONENT: f64 = 80.0;
-
-/// `√(2/π)`, the scale inside the tanh approximation of GELU.
-pub(crate) const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
-
 /// `x / (1 + e^z)`, which is `x·σ(−z)`, with `z` clamped to [`MAX_LOGISTIC_EXPONENT`].
 fn over_one_plus_exp<const D: usize>(x: Tensor<D>, z: Tensor<D>) -> Tensor<D> {
     x / (z.clamp_max(MAX_LOGISTIC_EXPONENT).exp() + 1.0)
@@ -307,23 +280,20 @@ fn over_one_plus_exp<const D: usize>(x: Tensor<D>, z: Tensor<D>) -> Tensor<D> {
 
 /// SiLU, `x·σ(x)`, as `x / (1 + e^{−x})`: one `exp` and one division. burn's `silu` goes
 /// through a branchy scalar sigmoid on flex, about 1.4× slower on the VQ-VAE decoder. On
-/// the plain native flex device the same formula runs as a host kernel (`cpu::pointwise`).
+/// the plain flex device the same formula runs as a host kernel (`cpu::pointwise`).
 ///
 /// # Shapes
 /// - x: any → same
 pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let ops = |x: Tensor<D>| over_one_plus_exp(x.clone(), -x);
-    #[cfg(not(target_arch = "wasm32"))]
-    return crate::cpu::pointwise::silu_or(x, ops);
-    #[cfg(target_arch = "wasm32")]
-    ops(x)
+    crate::cpu::pointwise::silu_or(x, ops)
 }
 
 /// GELU with the tanh approximation (PyTorch `approximate='tanh'`),
 /// `0.5·x·(1 + tanh(u))` with `u = √(2/π)·(x + 0.044715·x³)`, computed through the identity
 /// `0.5·(1 + tanh(u)) = σ(2u)` as `x / (1 + e^{−2u})`: on flex, `tanh` is a scalar libm call
 /// about 4× slower than this. The cube is two multiplications (a `powf` per element is
-/// several times slower on CPU). On the plain native flex device the same formula runs as a
+/// several times slower on CPU). On the plain flex device the same formula runs as a
 /// host kernel (`cpu::pointwise`).
 ///
 /// # Shapes
@@ -334,10 +304,7 @@ pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         let minus_2u = (x.clone() + cube * 0.044715) * (-2.0 * SQRT_2_OVER_PI);
         over_one_plus_exp(x, minus_2u)
     };
-    #[cfg(not(target_arch = "wasm32"))]
-    return crate::cpu::pointwise::gelu_tanh_or(x, ops);
-    #[cfg(target_arch = "wasm32")]
-    ops(x)
+    crate::cpu::pointwise::gelu_tanh_or(x, ops)
 }
 
 /// LayerNorm over the last axis without affine parameters (`ln_wo_grad`).

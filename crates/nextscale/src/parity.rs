@@ -1,12 +1,15 @@
 //! Numerical parity against reference outputs of the official PyTorch code, in the format
-//! of `shared/fixtures` (`cases.safetensors`). Used by `nextscale parity` and the tests.
+//! of `shared/fixtures` (`cases.safetensors`): VAR, Distilled Decoding and zero-shot
+//! editing. Used by `nextscale parity` and the tests.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::dd::DdPair;
+use crate::edit::{Edit, EditBox};
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::pipeline::{Event, GenerateRequest, Generation, Mode, PreviewMode, read_f32, read_i64};
+use crate::pipeline::{Event, GenerateRequest, Generation, Mode, PreviewMode};
+use crate::readback::{read_f32, read_i64};
 use crate::sampler::SamplingOptions;
 use crate::weights::WeightFile;
 
@@ -94,6 +97,23 @@ impl Cases<'_, '_> {
         Ok(())
     }
 
+    /// Compares 0/1 masks exactly: the error is the number of differing positions.
+    fn compare_exact(&mut self, name: &str, got: &[f32]) -> Result<()> {
+        let (want, _) = self.file.read_f32(name)?;
+        let error = if got.len() == want.len() {
+            got.iter().zip(&want).filter(|(a, b)| a != b).count() as f64
+        } else {
+            f64::INFINITY
+        };
+        self.results.push(CaseResult {
+            name: name.into(),
+            error,
+            tolerance: 0.0,
+            exact: true,
+        });
+        Ok(())
+    }
+
     fn compare_tokens(&mut self, name: &str, got: &[i64]) -> Result<()> {
         let (want, _) = self.file.read_i64(name)?;
         let error = if got.len() == want.len() {
@@ -121,7 +141,7 @@ pub async fn run_var_cases(model: &Model, cases: &WeightFile<'_>) -> Result<Vec<
     let vae = &model.vae;
     if cases.contains("encode.input_image") {
         let img = c.float::<4>("encode.input_image")?;
-        let f = vae.img_to_f(img);
+        let f = vae.img_to_f(img)?;
         let (idx, f_hats) = vae.quantize.encode(f);
         for (si, idx_bl) in idx.into_iter().enumerate() {
             let got = read_i64(idx_bl).await?;
@@ -240,12 +260,23 @@ fn greedy_cfgs(cases: &WeightFile) -> Vec<String> {
 }
 
 async fn run_greedy(c: &mut Cases<'_, '_>, model: &Model, cfg_text: &str) -> Result<()> {
-    let cfg: f64 = cfg_text
-        .parse()
-        .map_err(|_| Error::Config(format!("bad cfg `{cfg_text}` in a greedy case name")))?;
+    let cfg = parse_cfg(cfg_text)?;
     let (labels, _) = c.file.read_i64("forward.labels")?;
-    let request = GenerateRequest {
-        labels: labels.iter().map(|&l| Some(l as usize)).collect(),
+    let labels = labels.iter().map(|&l| Some(l as usize)).collect();
+    let request = greedy_request(labels, cfg, None);
+    run_generation(c, model, request, &format!("greedy.cfg{cfg_text}")).await
+}
+
+fn parse_cfg(cfg_text: &str) -> Result<f64> {
+    cfg_text
+        .parse()
+        .map_err(|_| Error::Config(format!("bad cfg `{cfg_text}` in a case name")))
+}
+
+/// The fixtures' greedy sampling (`top_k=1, top_p=0, more_smooth=False`).
+fn greedy_request(labels: Vec<Option<usize>>, cfg: f64, edit: Option<Edit>) -> GenerateRequest {
+    GenerateRequest {
+        labels,
         seed: 0,
         cfg,
         sampling: SamplingOptions {
@@ -255,9 +286,19 @@ async fn run_greedy(c: &mut Cases<'_, '_>, model: &Model, cfg_text: &str) -> Res
         },
         preview: PreviewMode::None,
         mode: Mode::Var,
-    };
+        edit,
+    }
+}
+
+/// Runs `request` and compares every scale's tokens and f_hat and the final image with the
+/// cases `{prefix}.idx.{si}`, `{prefix}.f_hat.{si}` and `{prefix}.image01`.
+async fn run_generation(
+    c: &mut Cases<'_, '_>,
+    model: &Model,
+    request: GenerateRequest,
+    prefix: &str,
+) -> Result<()> {
     let mut generation = Generation::new(model, request)?;
-    let prefix = format!("greedy.cfg{cfg_text}");
     while let Some(event) = generation.next_event().await? {
         match event {
             Event::Scale {
@@ -282,4 +323,116 @@ async fn run_greedy(c: &mut Cases<'_, '_>, model: &Model, cfg_text: &str) -> Res
         }
     }
     Ok(())
+}
+
+/// One task of an edit fixture: its name, box and whether it out-paints (keeps the box).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EditTask {
+    /// Case-name prefix, e.g. `inpaint`.
+    pub name: String,
+    /// The box in fractions of the image.
+    pub edit_box: EditBox,
+    /// Keep the box and generate around it (`inpainting=False` in the notebook).
+    pub outpaint: bool,
+}
+
+impl EditTask {
+    /// The tasks an edit fixture's `config.json` records under `edit.tasks`.
+    pub fn from_fixture_json(json: &str) -> Result<Vec<Self>> {
+        let bad = |m: &str| Error::Config(format!("edit fixture config: {m}"));
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| Error::Config(e.to_string()))?;
+        let tasks = value
+            .pointer("/edit/tasks")
+            .and_then(serde_json::Value::as_object)
+            .ok_or_else(|| bad("no edit.tasks"))?;
+        tasks
+            .iter()
+            .map(|(name, task)| {
+                let edges: Vec<f64> = task
+                    .get("box_y0_x0_y1_x1")
+                    .and_then(serde_json::Value::as_array)
+                    .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+                    .unwrap_or_default();
+                let edges: [f64; 4] = edges.try_into().map_err(|_| bad("a box needs 4 edges"))?;
+                let inpainting = task
+                    .get("inpainting")
+                    .and_then(serde_json::Value::as_bool)
+                    .ok_or_else(|| bad("a task needs `inpainting`"))?;
+                Ok(Self {
+                    name: name.clone(),
+                    edit_box: EditBox::new(edges)?,
+                    outpaint: !inpainting,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Runs every zero-shot edit case of `cases` (`edit.*`, from the official notebook) for
+/// `tasks`: the mask from the box, the mask at every scale, the input image's tokens, and
+/// for each cfg the tokens and f_hat after every scale and the final image.
+pub async fn run_edit_cases(
+    model: &Model,
+    cases: &WeightFile<'_>,
+    tasks: &[EditTask],
+) -> Result<Vec<CaseResult>> {
+    let mut c = Cases {
+        file: cases,
+        device: model.device().clone(),
+        results: Vec::new(),
+    };
+    let patch_nums = &model.config.patch_nums;
+    let big = model.config.latent_size();
+    let image = c.float::<4>("edit.input_image")?;
+    for task in tasks {
+        let prefix = format!("edit.{}", task.name);
+        let keep_pp = task.edit_box.keep_mask(big, task.outpaint);
+        c.compare_exact(&format!("{prefix}.mask"), &keep_pp)?;
+        let edit = Edit::encode(&model.vae, patch_nums, image.clone(), &keep_pp).await?;
+        for (si, keep) in edit.keep.iter().enumerate() {
+            let got: Vec<f32> = keep.iter().map(|&k| f32::from(u8::from(k))).collect();
+            c.compare_exact(&format!("{prefix}.keep.{si}"), &got)?;
+        }
+        if task == &tasks[0] {
+            for si in 0..patch_nums.len() {
+                let got: Vec<i64> = edit
+                    .input_idx
+                    .iter()
+                    .flat_map(|image| image[si].iter().map(|&t| t as i64))
+                    .collect();
+                c.compare_tokens(&format!("edit.input_idx.{si}"), &got)?;
+            }
+        }
+        let (labels, _) = c.file.read_i64(&format!("{prefix}.labels"))?;
+        let null = model.config.num_classes as i64;
+        let labels: Vec<Option<usize>> = labels
+            .iter()
+            .map(|&l| (l != null).then_some(l as usize))
+            .collect();
+        for cfg_text in edit_cfgs(cases, &prefix) {
+            let request = greedy_request(labels.clone(), parse_cfg(&cfg_text)?, Some(edit.clone()));
+            run_generation(&mut c, model, request, &format!("{prefix}.cfg{cfg_text}")).await?;
+        }
+    }
+    if c.results.is_empty() {
+        return Err(Error::Config("the cases file holds no edit case".into()));
+    }
+    Ok(c.results)
+}
+
+/// The cfg values with cases under `{prefix}.cfg…`, e.g. `1.0` and `4.0`.
+fn edit_cfgs(cases: &WeightFile, prefix: &str) -> Vec<String> {
+    let start = format!("{prefix}.cfg");
+    let mut cfgs: Vec<String> = cases
+        .names()
+        .iter()
+        .filter_map(|n| {
+            n.strip_prefix(&start)?
+                .strip_suffix(".idx.0")
+                .map(String::from)
+        })
+        .collect();
+    cfgs.sort();
+    cfgs
 }

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::{ModelConfig, PreviewMatrix};
 use crate::error::Result;
-use crate::pipeline::read_f32;
+use crate::readback::read_f32;
 use crate::sampler::TokenRng;
 use crate::vqvae::Vqvae;
 

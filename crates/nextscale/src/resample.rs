@@ -3,7 +3,8 @@
 //! `F.interpolate(mode='bicubic', align_corners=False)` (cubic A = −0.75, border clamp) and
 //! `mode='area'` (adaptive average pooling with overlapping windows) are both separable
 //! linear maps, so each becomes a Kronecker matrix `[h·w, H·W]` applied to the flattened map.
-//! One matmul runs on every backend and is differentiable for training.
+//! One matmul runs on every backend and is differentiable for training. Nearest 2×
+//! upsampling, the decoder's, is a reshape and a broadcast.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -116,6 +117,19 @@ impl Resample {
             .matmul(self.matrix.clone())
             .reshape([b, c, self.n_out, self.n_out])
     }
+}
+
+/// Nearest-neighbour 2× upsampling (`F.interpolate(scale_factor=2, mode='nearest')`), the
+/// VQ-VAE decoder's `Upsample` before its convolution.
+///
+/// # Shapes
+/// - x: `[B, C, H, W]` → `[B, C, 2H, 2W]`
+pub fn upsample_nearest_2x(x_bchw: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x_bchw.dims();
+    x_bchw
+        .reshape([b, c, h, 1, w, 1])
+        .expand([b, c, h, 2, w, 2])
+        .reshape([b, c, 2 * h, 2 * w])
 }
 
 #[cfg(test)]

@@ -10,8 +10,29 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
-use crate::convert::is_derived_buffer;
 use crate::error::{Error, Result};
+
+/// Tensor-name prefix of the VQ-VAE.
+pub const VAE_PREFIX: &str = "vae.";
+/// Tensor-name prefix of the VAR transformer.
+pub const VAR_PREFIX: &str = "var.";
+/// Tensor-name prefix of the Distilled-Decoding student.
+pub const DD_PREFIX: &str = "dd.";
+/// Tensor-name prefix of the evaluator's classifier.
+pub const CLASSIFIER_PREFIX: &str = "classifier.";
+
+/// Leaf names of buffers the official code saves but which the config fully determines.
+pub const DERIVED_BUFFERS: [&str; 4] = [
+    "attn_bias_for_masking",
+    "lvl_1L",
+    "zero_k_bias",
+    "ema_vocab_hit_SV",
+];
+
+/// True for official buffers that a model file does not need.
+pub fn is_derived_buffer(name: &str) -> bool {
+    DERIVED_BUFFERS.contains(&name.rsplit('.').next().unwrap_or(name))
+}
 
 /// A parsed safetensors file, borrowed from its bytes.
 pub struct WeightFile<'a> {
@@ -80,10 +101,12 @@ impl<'a> WeightFile<'a> {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            Dtype::F16 => {
+                let table = f16_table();
+                data.chunks_exact(2)
+                    .map(|b| table[u16::from_le_bytes([b[0], b[1]]) as usize])
+                    .collect()
+            }
             Dtype::BF16 => data
                 .chunks_exact(2)
                 .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
@@ -125,6 +148,35 @@ impl<'a> WeightFile<'a> {
         };
         Ok((values, view.shape().to_vec()))
     }
+}
+
+/// Every f16 value as f32, built once: a table lookup widens an f16 file's weights several
+/// times faster than converting each value, which on wasm (no F16C) is a software routine.
+fn f16_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| half::f16::from_bits(bits).to_f32())
+            .collect()
+    })
+}
+
+/// Transposes a row-major `[rows, cols]` matrix in tiles that stay in cache (a straight
+/// walk of the destination reads the source a column at a time, which took most of the
+/// loading time of a VAR-d16 file in wasm).
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut out = vec![0.0f32; values.len()];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = values[r * cols + c];
+                }
+            }
+        }
+    }
+    out
 }
 
 fn map_st_error(e: SafeTensorError) -> Error {
@@ -346,13 +398,7 @@ impl<'w, 'a> ParamSource<'w, 'a> {
             let tensor = self.upload(values, [1, 1]);
             return Ok(self.register(name, tensor, true));
         }
-        let mut transposed = vec![0.0f32; values.len()];
-        for o in 0..d_out {
-            for i in 0..d_in {
-                transposed[i * d_out + o] = values[o * d_in + i];
-            }
-        }
-        let tensor = self.upload(transposed, [d_in, d_out]);
+        let tensor = self.upload(transpose(&values, d_out, d_in), [d_in, d_out]);
         Ok(self.register(name, tensor, true))
     }
 
@@ -416,6 +462,32 @@ mod tests {
         let v = w.val().into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(v, vec![1., 4., 2., 5., 3., 6.]);
         src.finish().unwrap();
+    }
+
+    #[test]
+    fn the_f16_table_is_the_conversion() {
+        let table = f16_table();
+        for bits in 0..=u16::MAX {
+            let want = half::f16::from_bits(bits).to_f32();
+            assert_eq!(
+                table[bits as usize].to_bits(),
+                want.to_bits(),
+                "{bits:#06x}"
+            );
+        }
+    }
+
+    #[test]
+    fn tiled_transpose_matches_the_definition() {
+        for (rows, cols) in [(1, 1), (3, 70), (33, 31), (64, 96)] {
+            let values: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let t = transpose(&values, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(t[c * rows + r], values[r * cols + c]);
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use nextscale::ModelConfig;
-use nextscale::convert::{check_layout, infer_config};
+use nextscale::convert::infer_config;
+use nextscale::model::check_layout;
 
 fn read_tsv(name: &str, prefix: &str) -> BTreeMap<String, Vec<usize>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,6 +1,7 @@
-//! Parity with the official PyTorch implementations on every `var-*` and `dd-*` fixture
-//! directory under `../shared/fixtures` and every directory listed in `NEXTSCALE_FIXTURES`
-//! (colon-separated); a directory with `dd.` tensors is a Distilled-Decoding fixture.
+//! Parity with the official PyTorch implementations on every `var-*`, `dd-*` and `edit-*`
+//! fixture directory under `../shared/fixtures` and every directory listed in
+//! `NEXTSCALE_FIXTURES` (colon-separated); a directory with `dd.` tensors is a
+//! Distilled-Decoding fixture, one whose config has an `edit` object a zero-shot edit one.
 //! Tolerances: tokens exact, floats within `parity::FLOAT_TOL` (1e-4) on flex.
 
 mod common;
@@ -11,7 +12,9 @@ use burn::tensor::Device;
 use nextscale::ModelConfig;
 
 use nextscale::model::Model;
-use nextscale::parity::{CaseResult, load_dd_fixture, run_dd_cases, run_var_cases};
+use nextscale::parity::{
+    CaseResult, EditTask, load_dd_fixture, run_dd_cases, run_edit_cases, run_var_cases,
+};
 use nextscale::weights::WeightFile;
 
 /// Every `var-*` and `dd-*` directory under the fixtures, plus `NEXTSCALE_FIXTURES`.
@@ -23,7 +26,7 @@ fn fixture_dirs() -> Vec<PathBuf> {
         .filter(|p| {
             p.file_name().is_some_and(|n| {
                 let n = n.to_string_lossy();
-                n.starts_with("var-") || n.starts_with("dd-")
+                n.starts_with("var-") || n.starts_with("dd-") || n.starts_with("edit-")
             })
         })
         .collect();
@@ -70,9 +73,20 @@ fn is_dd(dir: &Path) -> bool {
         .any(|n| n.starts_with("dd."))
 }
 
+fn is_edit(dir: &Path) -> bool {
+    let json = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&json)
+        .unwrap()
+        .get("edit")
+        .is_some()
+}
+
 #[test]
 fn var_fixtures_match_official_outputs() {
-    let dirs: Vec<PathBuf> = fixture_dirs().into_iter().filter(|d| !is_dd(d)).collect();
+    let dirs: Vec<PathBuf> = fixture_dirs()
+        .into_iter()
+        .filter(|d| !is_dd(d) && !is_edit(d))
+        .collect();
     assert!(!dirs.is_empty(), "no var fixtures found");
     let device = Device::flex();
     let mut failures = Vec::new();
@@ -140,6 +154,57 @@ fn dd_fixtures_match_official_outputs() {
     assert!(
         failures.is_empty(),
         "DD parity failures:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn edit_fixtures_match_official_outputs() {
+    let dirs: Vec<PathBuf> = fixture_dirs().into_iter().filter(|d| is_edit(d)).collect();
+    assert!(!dirs.is_empty(), "no edit fixtures found");
+    let device = Device::flex();
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let json = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let config = ModelConfig::from_fixture_json(&json).unwrap();
+        let tasks = EditTask::from_fixture_json(&json).unwrap();
+        let weights = std::fs::read(dir.join("weights.safetensors")).unwrap();
+        let cases = std::fs::read(dir.join("cases.safetensors")).unwrap();
+        let model =
+            Model::from_weights(config, &WeightFile::parse(&weights).unwrap(), &device).unwrap();
+        let results = pollster::block_on(run_edit_cases(
+            &model,
+            &WeightFile::parse(&cases).unwrap(),
+            &tasks,
+        ))
+        .unwrap();
+        report(dir, &results, &mut failures);
+        // Every task's masks, the input tokens and each cfg's generation must have run.
+        for task in &tasks {
+            for group in [
+                ".mask",
+                ".keep.",
+                ".cfg1.0.idx.",
+                ".cfg4.0.f_hat.",
+                ".cfg4.0.image01",
+            ] {
+                let prefix = format!("edit.{}{group}", task.name);
+                assert!(
+                    results.iter().any(|r| r.name.starts_with(&prefix)),
+                    "{}: no {prefix} case ran",
+                    dir.display()
+                );
+            }
+        }
+        assert!(
+            results
+                .iter()
+                .any(|r| r.name.starts_with("edit.input_idx."))
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "edit parity failures:\n{}",
         failures.join("\n")
     );
 }

@@ -33,6 +33,7 @@ fn request(labels: Vec<Option<usize>>, seed: u64) -> GenerateRequest {
         },
         preview: PreviewMode::None,
         mode: Mode::Var,
+        edit: None,
     }
 }
 

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use nextscale::ModelConfig;
 use nextscale::model::Model;
 use nextscale::pipeline::{Event, GenerateRequest, Generation, Mode, PreviewMode, Timings};
 use serde::Serialize;
@@ -76,11 +75,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let (model, name) = match (&args.model, &args.random) {
         (Some(path), None) => (load::model(path, &device)?, path.display().to_string()),
         (None, Some(size)) => {
-            let depth: usize = match size.strip_prefix('d').and_then(|d| d.parse().ok()) {
-                Some(d @ (16 | 20 | 24 | 30)) => d,
-                _ => bail!("--random takes d16, d20, d24 or d30"),
-            };
-            let config = ModelConfig::official(depth);
+            let config = super::init::official_config(size)?;
             eprintln!("building VAR-{size} with random weights …");
             (Model::random(config, 0, &device)?, format!("random {size}"))
         }

@@ -12,10 +12,10 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use nextscale::config::CONFIG_METADATA_KEY;
-use nextscale::convert::{check_layout, infer_config, is_derived_buffer};
-use nextscale::model::Model;
+use nextscale::convert::infer_config;
+use nextscale::model::{Model, check_layout};
 use nextscale::train::StateDict;
-use nextscale::weights::WeightFile;
+use nextscale::weights::{WeightFile, is_derived_buffer};
 use pytorch_reader::{DType, PytorchReader};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
@@ -29,6 +29,8 @@ pub enum StoreDtype {
     F32,
     /// 16-bit floats (half the size; the loader widens to f32).
     F16,
+    /// bfloat16 (half the size, f32's range, fewer mantissa bits).
+    Bf16,
 }
 
 /// Options of `nextscale convert`.
@@ -59,6 +61,10 @@ pub struct ConvertArgs {
     /// Storage dtype.
     #[arg(long, value_enum, default_value_t = StoreDtype::F32)]
     dtype: StoreDtype,
+    /// Leave out the VQ-VAE encoder, which sampling never uses (a smaller download; such a
+    /// file cannot encode images).
+    #[arg(long)]
+    no_encoder: bool,
 }
 
 fn to_f32(bytes: &[u8], dtype: DType, name: &str) -> Result<Option<Vec<f32>>> {
@@ -160,6 +166,10 @@ pub fn state_bytes(
                     .iter()
                     .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
                     .collect(),
+                StoreDtype::Bf16 => values
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
             };
             (name.clone(), shape.clone(), bytes)
         })
@@ -167,12 +177,18 @@ pub fn state_bytes(
     let st_dtype = match dtype {
         StoreDtype::F32 => Dtype::F32,
         StoreDtype::F16 => Dtype::F16,
+        StoreDtype::Bf16 => Dtype::BF16,
     };
     let views = encoded
         .iter()
         .map(|(n, s, b)| Ok((n.clone(), TensorView::new(st_dtype, s.clone(), b)?)))
         .collect::<Result<Vec<_>>>()?;
     Ok(safetensors::serialize(views, Some(metadata))?)
+}
+
+/// True for the tensors of the VQ-VAE encoder and its `quant_conv`, which sampling never uses.
+fn is_encoder_tensor(name: &str) -> bool {
+    name.starts_with("vae.encoder.") || name.starts_with("vae.quant_conv.")
 }
 
 /// Runs `nextscale convert`.
@@ -199,6 +215,10 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             .collect();
     }
     config.attribution = args.attribution.clone();
+    if args.no_encoder {
+        config.encoder = false;
+        state.retain(|name, _| !is_encoder_tensor(name));
+    }
     config.validate()?;
     // Load once to validate every tensor end to end and fit the preview matrix.
     let draft = model_bytes(&state, &config.to_json(), StoreDtype::F32)?;
@@ -208,10 +228,11 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
     let bytes = model_bytes(&state, &config.to_json(), args.dtype)?;
     std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
-        "wrote {} ({:.1} MB, {} tensors): V {} Cvae {} depth {} width {} scales {:?}",
+        "wrote {} ({:.1} MB, {} tensors{}): V {} Cvae {} depth {} width {} scales {:?}",
         args.out.display(),
         bytes.len() as f64 / 1e6,
         state.len(),
+        if args.no_encoder { ", no encoder" } else { "" },
         config.vocab_size,
         config.cvae,
         config.depth,

@@ -16,11 +16,11 @@ use clap::Args;
 use nextscale::ModelConfig;
 use nextscale::config::{CONFIG_METADATA_KEY, DdConfig};
 use nextscale::dd::DdModel;
-use nextscale::model::{DD_PREFIX, Model, VAE_PREFIX, VAR_PREFIX};
+use nextscale::model::Model;
 use nextscale::pipeline::Mode;
 use nextscale::train::distill::{DistillPairs, dd_loss, init_with_teacher, mse_weight};
 use nextscale::train::{LrSchedule, state_dict};
-use nextscale::weights::{ParamSource, WeightFile};
+use nextscale::weights::{DD_PREFIX, ParamSource, VAE_PREFIX, VAR_PREFIX, WeightFile};
 use rand::Rng;
 
 use super::convert::{StoreDtype, host_model, merged_model_bytes, model_bytes};

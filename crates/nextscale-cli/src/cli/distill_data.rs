@@ -120,6 +120,7 @@ pub fn run(args: DistillDataArgs) -> Result<ExitCode> {
             },
             preview: PreviewMode::None,
             mode: nextscale::pipeline::Mode::Var,
+            edit: None,
         };
         let mut generation =
             pollster::block_on(Generation::new(&model, request)?.with_flow(args.flow_steps))?;

@@ -11,7 +11,8 @@ use burn::tensor::{Device, Tensor};
 use clap::Args;
 use nextscale::classifier::Classifier;
 use nextscale::dataset::{Dataset, Split};
-use nextscale::pipeline::{Event, GenerateRequest, Generation, Mode, PreviewMode, read_f32};
+use nextscale::pipeline::{Event, GenerateRequest, Generation, Mode, PreviewMode};
+use nextscale::readback::read_f32;
 use nextscale::{Model, Sampling};
 use serde::Serialize;
 
@@ -188,7 +189,7 @@ impl Reference {
         for img_b3hw in &self.held_out_images {
             let recon_b3hw = model
                 .vae
-                .img_to_recon(img_b3hw.clone())
+                .img_to_recon(img_b3hw.clone())?
                 .pop()
                 .context("the model has no scales")?;
             features.extend(classify(&self.net, recon_b3hw)?.0);

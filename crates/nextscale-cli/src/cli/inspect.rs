@@ -23,11 +23,16 @@ pub fn run(path: &Path) -> Result<ExitCode> {
     );
     println!("scales      {:?} ({} tokens)", c.patch_nums, c.seq_len());
     println!(
-        "vq-vae      ch {} ch_mult {:?} φ {} (share_quant_resi {})",
+        "vq-vae      ch {} ch_mult {:?} φ {} (share_quant_resi {}){}",
         c.ch,
         c.ch_mult,
         c.num_phi(),
-        c.share_quant_resi
+        c.share_quant_resi,
+        if c.encoder {
+            ""
+        } else {
+            ", no encoder (generation only)"
+        }
     );
     println!(
         "var         depth {} width {} heads {} mlp_ratio {} shared_aln {} attn_l2_norm {}",

@@ -5,8 +5,10 @@ mod convert;
 mod data;
 mod distill;
 mod distill_data;
+mod edit;
 mod eval;
 mod grid;
+mod init;
 mod inspect;
 mod load;
 mod metrics;
@@ -112,6 +114,8 @@ impl SamplingArgs {
 enum Command {
     /// Generate images of a class and write them as PNG.
     Sample(sample::SampleArgs),
+    /// Edit an image: in-paint or out-paint a box or mask, optionally as another class.
+    Edit(edit::EditArgs),
     /// Print a model's config, parameter counts and classes.
     Inspect {
         /// Model file (.safetensors) or fixture directory.
@@ -126,6 +130,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Convert official VAR checkpoints (.pth or .safetensors state dicts) to a model file.
     Convert(convert::ConvertArgs),
+    /// Write a model file of an official architecture (d16 … d30) with random weights.
+    Init(init::InitArgs),
     /// Build the emoji training set from an unpacked emoji-datasource npm package.
     Data(data::DataArgs),
     /// Train the VQ-VAE tokenizer (resumable).
@@ -151,10 +157,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sample(args) => sample::run(args),
+        Command::Edit(args) => edit::run(args),
         Command::Inspect { path } => inspect::run(&path),
         Command::Parity { dir } => parity::run(&dir),
         Command::Bench(args) => bench::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Init(args) => init::run(args),
         Command::Data(args) => data::run(args),
         Command::TrainVqvae(args) => train_vqvae::run(args),
         Command::TrainVar(args) => train_var::run(args),

@@ -1,12 +1,12 @@
-//! `nextscale parity`: compare a fixture directory's reference outputs (VAR or
-//! Distilled Decoding) with the core.
+//! `nextscale parity`: compare a fixture directory's reference outputs (VAR, Distilled
+//! Decoding or zero-shot editing) with the core.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
-use nextscale::parity::{load_dd_fixture, run_dd_cases, run_var_cases};
+use nextscale::parity::{EditTask, load_dd_fixture, run_dd_cases, run_edit_cases, run_var_cases};
 use nextscale::weights::WeightFile;
 
 use super::load;
@@ -18,11 +18,15 @@ pub fn run(dir: &Path) -> Result<ExitCode> {
     let device = Device::flex();
     let cases = load::read(&dir.join("cases.safetensors"))?;
     let cases = WeightFile::parse(&cases)?;
+    let json = std::fs::read_to_string(dir.join("config.json"))
+        .with_context(|| format!("reading {}/config.json", dir.display()))?;
     let results = if file.names().iter().any(|n| n.starts_with("dd.")) {
-        let json = std::fs::read_to_string(dir.join("config.json"))
-            .with_context(|| format!("reading {}/config.json", dir.display()))?;
         let pair = load_dd_fixture(&json, &file, &device)?;
         pollster::block_on(run_dd_cases(&pair, &cases))?
+    } else if cases.contains("edit.input_image") {
+        let model = load::model(dir, &device)?;
+        let tasks = EditTask::from_fixture_json(&json)?;
+        pollster::block_on(run_edit_cases(&model, &cases, &tasks))?
     } else {
         let model = load::model(dir, &device)?;
         pollster::block_on(run_var_cases(&model, &cases))?

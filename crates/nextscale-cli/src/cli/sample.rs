@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use image::imageops::FilterType;
+use nextscale::ModelConfig;
 use nextscale::pipeline::{Event, GenerateRequest, Generation, PreviewMode};
 use nextscale::preview::RgbaImage;
 
@@ -48,7 +49,8 @@ pub struct SampleArgs {
     backend: Backend,
 }
 
-fn write_png(path: &Path, img: &RgbaImage, size: usize) -> Result<()> {
+/// Writes an RGBA image as PNG, upscaled (nearest) to `size` when smaller.
+pub fn write_png(path: &Path, img: &RgbaImage, size: usize) -> Result<()> {
     let buf = image::RgbaImage::from_raw(img.width as u32, img.height as u32, img.pixels.clone())
         .context("image buffer has the wrong length")?;
     let buf = if img.width != size {
@@ -65,11 +67,8 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
     let device = load::device(args.backend);
     let model = load::model(&args.model, &device)?;
     let config = &model.config;
-    let label = match args.class.to_ascii_lowercase().as_str() {
-        "none" | "null" | "uncond" => None,
-        _ => Some(config.resolve_class(&args.class)?),
-    };
-    let tag = label.map_or_else(|| "uncond".to_string(), |l| sanitize(&config.class_name(l)));
+    let label = parse_label(config, &args.class)?;
+    let tag = label_tag(config, label);
     anyhow::ensure!(args.count > 0, "--count must be at least 1");
     let batch = args.batch.unwrap_or(args.count.min(16)).max(1);
     std::fs::create_dir_all(&args.out)
@@ -92,33 +91,57 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
             ..GenerateRequest::new(None, 1, 0).with_sampling(args.sampling.resolve(config))
         };
         request.sampling.more_smooth = args.more_smooth;
-        let mut generation = Generation::new(&model, request)?;
-        while let Some(event) = pollster::block_on(generation.next_event())? {
-            match event {
-                Event::Scale { index, preview, .. } => {
-                    bar.inc(1);
-                    for (i, img) in preview.iter().flatten().enumerate() {
-                        let path = args.out.join(format!(
-                            "{tag}_{}.scale{:02}.png",
-                            seed + i as u64,
-                            index + 1
-                        ));
-                        write_png(&path, img, config.image_size)?;
-                    }
-                }
-                Event::Done { images, .. } => {
-                    for (i, img) in images.iter().enumerate() {
-                        let path = args.out.join(format!("{tag}_{}.png", seed + i as u64));
-                        write_png(&path, img, img.width)?;
-                        written.push(path);
-                    }
-                }
-            }
-        }
+        let generation = Generation::new(&model, request)?;
+        written.extend(write_generation(generation, &args.out, &tag, seed, &bar)?);
     }
     bar.finish_and_clear();
     println!("wrote {} images to {}", written.len(), args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a generation to its end, writing each image as `{tag}_{seed}.png` under `out` and
+/// each scale's preview (when the request asks for them) as `{tag}_{seed}.scaleNN.png`,
+/// upscaled to the image size; returns the images' paths.
+pub fn write_generation(
+    mut generation: Generation,
+    out: &Path,
+    tag: &str,
+    seed: u64,
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    while let Some(event) = pollster::block_on(generation.next_event())? {
+        match event {
+            Event::Scale { index, preview, .. } => {
+                bar.inc(1);
+                for (i, img) in preview.iter().flatten().enumerate() {
+                    let name = format!("{tag}_{}.scale{:02}.png", seed + i as u64, index + 1);
+                    write_png(&out.join(name), img, generation.image_size())?;
+                }
+            }
+            Event::Done { images, .. } => {
+                for (i, img) in images.iter().enumerate() {
+                    let path = out.join(format!("{tag}_{}.png", seed + i as u64));
+                    write_png(&path, img, img.width)?;
+                    written.push(path);
+                }
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// A class given as a number, a name, or `none` (unconditional).
+pub fn parse_label(config: &ModelConfig, class: &str) -> Result<Option<usize>> {
+    Ok(match class.to_ascii_lowercase().as_str() {
+        "none" | "null" | "uncond" => None,
+        _ => Some(config.resolve_class(class)?),
+    })
+}
+
+/// A label as a file-name component: its class name, or `uncond`.
+pub fn label_tag(config: &ModelConfig, label: Option<usize>) -> String {
+    label.map_or_else(|| "uncond".to_string(), |l| sanitize(&config.class_name(l)))
 }
 
 /// A class name as a file-name component.

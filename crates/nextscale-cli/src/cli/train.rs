@@ -369,13 +369,13 @@ mod tests {
     use burn::tensor::{Device, Int, Tensor, TensorData};
     use nextscale::ModelConfig;
     use nextscale::dd::DdModel;
-    use nextscale::model::VAR_PREFIX;
     use nextscale::train::distill::dd_loss;
     use nextscale::train::state_dict;
     use nextscale::train::var::var_loss;
     use nextscale::train::vqvae::vqvae_loss;
     use nextscale::var::Var;
     use nextscale::vqvae::Vqvae;
+    use nextscale::weights::VAR_PREFIX;
     use nextscale::weights::{ParamSource, WeightFile};
     use rand::Rng;
 
@@ -474,7 +474,7 @@ mod tests {
 
         let vae = Vqvae::new(&mut src, &config).unwrap();
         let img = normals(&mut rng, [4, 3, 32, 32], &device);
-        let (b, a) = step_lowers(vae, |vae| vqvae_loss(vae, img.clone()).total);
+        let (b, a) = step_lowers(vae, |vae| vqvae_loss(vae, img.clone()).unwrap().total);
         assert!(a < b, "VQ-VAE loss {b} → {a}");
 
         let var = Var::new(&mut src, &config).unwrap();

@@ -10,10 +10,10 @@ use anyhow::{Context, Result};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::Device;
 use clap::Args;
-use nextscale::classifier::{CLASSIFIER_PREFIX, Classifier};
+use nextscale::classifier::Classifier;
 use nextscale::dataset::{BalancedSampler, Dataset, Split};
 use nextscale::train::{LrSchedule, state_dict};
-use nextscale::weights::{ParamSource, WeightFile};
+use nextscale::weights::{CLASSIFIER_PREFIX, ParamSource, WeightFile};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 

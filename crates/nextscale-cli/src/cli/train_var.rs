@@ -13,14 +13,14 @@ use clap::Args;
 use nextscale::ModelConfig;
 use nextscale::config::CONFIG_METADATA_KEY;
 use nextscale::dataset::{BalancedSampler, Dataset, Split};
-use nextscale::model::{Model, VAE_PREFIX, VAR_PREFIX};
+use nextscale::model::Model;
 use nextscale::pipeline::Mode;
 use nextscale::preview::fit_preview_from;
 use nextscale::train::var::{TokenCache, var_loss};
 use nextscale::train::{LrSchedule, StateDict, state_dict};
 use nextscale::var::Var;
 use nextscale::vqvae::Vqvae;
-use nextscale::weights::{ParamSource, WeightFile};
+use nextscale::weights::{ParamSource, VAE_PREFIX, VAR_PREFIX, WeightFile};
 use rand::Rng;
 
 use super::convert::{StoreDtype, host_model, merged_model_bytes};
@@ -195,7 +195,7 @@ fn export(
     let mut pairs = Vec::new();
     for chunk in data.indices(Split::Train).chunks(128) {
         let img_b3hw = data.images(chunk, &host);
-        let (_, f_hats) = vae.quantize.encode(vae.img_to_f(img_b3hw.clone()));
+        let (_, f_hats) = vae.quantize.encode(vae.img_to_f(img_b3hw.clone())?);
         let f_hat = f_hats.last().context("no scales")?.clone();
         pairs.push((f_hat, img_b3hw));
     }

@@ -12,7 +12,8 @@ use burn::tensor::{Device, Tensor};
 use clap::Args;
 use nextscale::ModelConfig;
 use nextscale::dataset::{BalancedSampler, Dataset, Split};
-use nextscale::pipeline::{images_of, read_f32};
+use nextscale::pipeline::images_of;
+use nextscale::readback::read_f32;
 use nextscale::train::vqvae::{CodeUsage, vqvae_loss};
 use nextscale::train::{LrSchedule, state_dict};
 use nextscale::vqvae::Vqvae;
@@ -116,7 +117,7 @@ pub fn run(args: TrainVqvaeArgs) -> Result<ExitCode> {
     for step in start..stop {
         let mut rng = step_rng(args.seed, step);
         let idx = sampler.batch(args.batch, &mut rng);
-        let loss = vqvae_loss(&vae, data.images(&idx, &device));
+        let loss = vqvae_loss(&vae, data.images(&idx, &device))?;
         let row: Vec<f64> = [&loss.total, &loss.l1, &loss.l2, &loss.vq]
             .iter()
             .map(|t| (*t).clone().into_scalar::<f32>() as f64)
@@ -200,7 +201,7 @@ fn report(run: &RunDir, data: &Dataset) -> Result<ExitCode> {
         let (mut l1, mut mse) = (0.0f64, 0.0f64);
         for chunk in indices.chunks(64) {
             let img_b3hw = data.images(chunk, &device);
-            let f_bchw = vae.img_to_f(img_b3hw.clone());
+            let f_bchw = vae.img_to_f(img_b3hw.clone())?;
             let (idx_bl, f_hats) = vae.quantize.encode(f_bchw);
             for idx in idx_bl {
                 usage.record(&idx.into_data().iter::<i64>().collect::<Vec<_>>());
@@ -246,7 +247,7 @@ fn report(run: &RunDir, data: &Dataset) -> Result<ExitCode> {
     let shown: Vec<usize> = data.indices(Split::HeldOut).into_iter().take(16).collect();
     let img_b3hw = data.images(&shown, &device);
     let recon = vae
-        .img_to_recon(img_b3hw.clone())
+        .img_to_recon(img_b3hw.clone())?
         .pop()
         .context("no scales")?;
     let mut tiles = pollster::block_on(images_of((img_b3hw + 1.0) * 0.5))?;

@@ -586,7 +586,7 @@ mod tests {
             let bias = Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device);
             let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
             let input = if upsample {
-                crate::nn::upsample_nearest_2x(x.clone())
+                crate::resample::upsample_nearest_2x(x.clone())
             } else {
                 x.clone()
             };

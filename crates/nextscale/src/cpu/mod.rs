@@ -1,9 +1,12 @@
-//! Host kernels for the plain (non-autodiff) native flex device, where flex's general
-//! kernels leave speed on the table: 3×3 convolutions (Winograd, im2col, with the decoder's
-//! 2× upsampling fused in), unmasked attention, products with few rows, and pointwise maps
-//! and GroupNorm over a vectorized `exp`. Each entry point takes tensors only when they are
-//! f32 on that device and otherwise runs the caller's burn ops, which every other device,
-//! autodiff and wasm (where this module is not built) keep using.
+//! Host kernels for the plain (non-autodiff) flex device, natively and in wasm, where flex's
+//! general kernels leave speed on the table: 3×3 convolutions (Winograd, im2col, with the
+//! decoder's 2× upsampling fused in), unmasked attention, products with few rows, and
+//! pointwise maps and GroupNorm over a vectorized `exp`. Each entry point takes tensors only
+//! when they are f32 on that device and otherwise runs the caller's burn ops, which every
+//! other device (wgpu, WebGPU) and autodiff keep using.
+//!
+//! In wasm the same code runs on SIMD128 (the gemm crate's kernels, and loops the compiler
+//! vectorizes), on rayon's pool in the threaded build and on the calling thread otherwise.
 
 pub mod attention;
 pub mod conv;
@@ -11,6 +14,8 @@ pub mod conv;
 pub mod few_rows;
 pub mod linear;
 pub mod pointwise;
+#[cfg(target_arch = "wasm32")]
+mod simd128;
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -130,8 +135,9 @@ impl<'a> Strided<'a> {
 
 /// `dst = scale · lhs · rhs`, or `dst += scale · lhs · rhs` with `accumulate`, with the gemm
 /// crate, for `dst` row-major `[m, n]`, `lhs` `[m, k]` and `rhs` `[k, n]`, on the calling
-/// thread or the pool as `parallelism` says. Panics (a bug, not bad input) if an operand is
-/// smaller than its view.
+/// thread or the pool as `parallelism` says. In wasm, unscaled products with a row-major
+/// `rhs` take the SIMD128 kernels of [`simd128`] instead. Panics (a bug, not bad input) if an
+/// operand is smaller than its view.
 fn matmul_into(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
@@ -145,6 +151,14 @@ fn matmul_into(
         dst.len() >= m * n && lhs.holds(m, k) && rhs.holds(k, n),
         "matmul_into operands smaller than [{m}, {k}] × [{k}, {n}]"
     );
+    #[cfg(target_arch = "wasm32")]
+    if rhs.col_stride == 1 && scale == 1.0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        let parallel = !matches!(parallelism, Parallelism::None);
+        return simd128::matmul_acc(dst, (m, n, k), lhs, rhs, parallel);
+    }
     // SAFETY: the assertion keeps every element gemm reads or writes inside its slice.
     unsafe {
         gemm(

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use super::{LANES, map_on_host_or, on_host, primitive, vectorized};
-use crate::nn::{MAX_LOGISTIC_EXPONENT, SQRT_2_OVER_PI};
+use crate::activation::{MAX_LOGISTIC_EXPONENT, SQRT_2_OVER_PI};
 
 /// Values per parallel work item.
 const CHUNK: usize = 1 << 14;

@@ -16,10 +16,10 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::nn::{Embedding, INIT_STD, Linear, layer_norm_plain};
-use crate::pipeline::read_i64;
+use crate::readback::read_i64;
 use crate::var::{Var, scale_mask};
 use crate::vqvae::Vqvae;
-use crate::weights::{Init, ParamSource};
+use crate::weights::{DD_PREFIX, Init, ParamSource, VAE_PREFIX, WeightFile};
 
 /// PixArt's final layer: `linear(ln(h)·(1+scale) + shift)` with `(shift, scale)` =
 /// `scale_shift_table + cond` (note the order, the reverse of the AdaLN head's).
@@ -311,24 +311,22 @@ impl DdPair {
     pub fn from_weights(
         config: &ModelConfig,
         loss_split_t: usize,
-        file: &crate::weights::WeightFile,
+        file: &WeightFile,
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
         let stray: Vec<String> = file
             .names()
             .into_iter()
-            .filter(|n| {
-                !n.starts_with(crate::model::VAE_PREFIX) && !n.starts_with(crate::model::DD_PREFIX)
-            })
+            .filter(|n| !n.starts_with(VAE_PREFIX) && !n.starts_with(DD_PREFIX))
             .collect();
         if !stray.is_empty() {
             return Err(Error::ExtraTensors(stray));
         }
-        let mut vae_src = ParamSource::load(file, crate::model::VAE_PREFIX, device);
+        let mut vae_src = ParamSource::load(file, VAE_PREFIX, device);
         let vae = Vqvae::new(&mut vae_src, config)?;
         vae_src.finish()?;
-        let mut dd_src = ParamSource::load(file, crate::model::DD_PREFIX, device);
+        let mut dd_src = ParamSource::load(file, DD_PREFIX, device);
         let dd = DdModel::new(&mut dd_src, config, loss_split_t)?;
         dd_src.finish()?;
         Ok(Self { vae, dd })

@@ -3,9 +3,10 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::{GenerateRequest, Generation, read_i64};
+use super::{GenerateRequest, Generation};
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::readback::read_i64;
 use crate::sampler::dd_noise;
 
 /// The student's inputs and its current sequence.

@@ -16,9 +16,11 @@ use web_time::Instant;
 
 use crate::config::Sampling;
 use crate::dd::flow::FlowMap;
+use crate::edit::Edit;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::preview::{RgbaImage, fast_preview, to_rgba};
+use crate::readback::read_f32;
 use crate::sampler::{
     SamplingOptions, TokenRng, cfg_weight, dd_noise, guide, gumbel_soft, sample_token, softmax,
     top_k_mask, top_p_mask,
@@ -94,6 +96,9 @@ pub struct GenerateRequest {
     pub preview: PreviewMode,
     /// The sampler.
     pub mode: Mode,
+    /// Zero-shot editing: the input tokens to keep at each scale (`var` mode only), one
+    /// input image per entry of `labels`.
+    pub edit: Option<Edit>,
 }
 
 impl GenerateRequest {
@@ -112,6 +117,7 @@ impl GenerateRequest {
             },
             preview: PreviewMode::Fast,
             mode: Mode::Var,
+            edit: None,
         }
     }
 
@@ -146,6 +152,32 @@ impl GenerateRequest {
         }
         if self.seed.checked_add(self.labels.len() as u64).is_none() {
             return bad(format!("seed {} overflows with the batch size", self.seed));
+        }
+        if let Some(edit) = &self.edit {
+            if self.mode != Mode::Var {
+                return bad(format!(
+                    "mode {:?} cannot edit: only the VAR teacher can keep given tokens scale by scale (the distilled student and the one-pass baseline have no teacher forcing)",
+                    self.mode
+                ));
+            }
+            let scales = &model.config.patch_nums;
+            let fits = edit.input_idx.len() == self.labels.len()
+                && edit.keep.len() == scales.len()
+                && edit.keep.iter().zip(scales).all(|(k, p)| k.len() == p * p)
+                && edit.input_idx.iter().all(|image| {
+                    image.len() == scales.len()
+                        && image.iter().zip(scales).all(|(t, p)| t.len() == p * p)
+                        && image
+                            .iter()
+                            .flatten()
+                            .all(|&t| (t as usize) < model.config.vocab_size)
+                });
+            if !fits {
+                return bad(format!(
+                    "the edit's input tokens and masks do not fit {} image(s) of this model's scales {scales:?}",
+                    self.labels.len()
+                ));
+            }
         }
         let steps = self.mode.dd_steps();
         if steps > 0 {
@@ -299,6 +331,11 @@ impl<'m> Generation<'m> {
         self.flow.as_ref().map(|(_, noise)| noise.as_slice())
     }
 
+    /// Side of the final images in pixels.
+    pub fn image_size(&self) -> usize {
+        self.model.config.image_size
+    }
+
     /// Number of events before the final one: scales for VAR, passes otherwise.
     pub fn num_scales(&self) -> usize {
         match self.request.mode {
@@ -400,9 +437,29 @@ impl<'m> Generation<'m> {
                 toks.push(token as u32);
                 rows.push(row);
             }
+            let kept = self
+                .request
+                .edit
+                .as_ref()
+                .map(|edit| (&edit.keep[si], &edit.input_idx[bi][si]));
+            if let Some((keep, input)) = kept {
+                for ((tok, &k), &given) in toks.iter_mut().zip(keep).zip(input) {
+                    if k {
+                        *tok = given;
+                    }
+                }
+            }
             if opts.more_smooth {
-                for row in &rows {
-                    soft.extend(gumbel_soft(row, ratio, rng));
+                for (li, row) in rows.iter().enumerate() {
+                    match kept {
+                        // A kept token enters as its own code, not a soft mixture.
+                        Some((keep, input)) if keep[li] => {
+                            soft.extend(
+                                (0..v).map(|t| if t == input[li] as usize { 1.0 } else { 0.0 }),
+                            );
+                        }
+                        _ => soft.extend(gumbel_soft(row, ratio, rng)),
+                    }
                 }
             }
         }
@@ -500,26 +557,6 @@ impl PassLogits {
 
 fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
-}
-
-/// Reads a float tensor back to the host asynchronously.
-pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    let data = t
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Backend(format!("{e:?}")))?;
-    data.convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Backend(format!("{e:?}")))
-}
-
-/// Reads an integer tensor back to the host asynchronously.
-pub async fn read_i64<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<i64>> {
-    let data = t
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Backend(format!("{e:?}")))?;
-    Ok(data.iter::<i64>().collect())
 }
 
 /// Reads `[B, 3, H, W]` in [0, 1] back as RGBA images.

@@ -14,9 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::ModelConfig;
 use crate::dd::DdModel;
 use crate::error::{Error, Result};
-use crate::model::{DD_PREFIX, VAR_PREFIX};
 use crate::train::{StateDict, state_dict};
-use crate::weights::{ParamSource, WeightFile};
+use crate::weights::{DD_PREFIX, ParamSource, VAR_PREFIX, WeightFile};
 
 /// Metadata key of the [`DistillInfo`] JSON in a pairs file.
 pub const DISTILL_METADATA_KEY: &str = "nextscale.distill";

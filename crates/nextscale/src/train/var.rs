@@ -5,7 +5,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::error::Result;
-use crate::pipeline::{read_f32, read_i64};
+use crate::readback::{read_f32, read_i64};
 use crate::var::Var;
 use crate::vqvae::Vqvae;
 
@@ -28,7 +28,7 @@ pub struct TokenCache {
 impl TokenCache {
     /// Tokenizes images `[B, 3, H, W]` in [-1, 1] with the VQ-VAE (no gradients).
     pub async fn build(vae: &Vqvae, img_b3hw: Tensor<4>) -> Result<Self> {
-        let idx_bl = vae.img_to_idx(img_b3hw);
+        let idx_bl = vae.img_to_idx(img_b3hw)?;
         let b = idx_bl[0].dims()[0];
         let x_blcv = vae.quantize.idx_to_var_input(&idx_bl);
         let [_, input_len, cvae] = x_blcv.dims();

@@ -2,6 +2,7 @@
 
 use burn::tensor::{Int, Tensor};
 
+use crate::error::Result;
 use crate::vqvae::Vqvae;
 
 /// Weight β of the commitment term (official `beta`).
@@ -29,21 +30,21 @@ pub struct VqvaeLoss {
 ///
 /// # Shapes
 /// - img: `[B, 3, H, W]` in [-1, 1]
-pub fn vqvae_loss(vae: &Vqvae, img_b3hw: Tensor<4>) -> VqvaeLoss {
-    let f_bchw = vae.img_to_f(img_b3hw.clone());
+pub fn vqvae_loss(vae: &Vqvae, img_b3hw: Tensor<4>) -> Result<VqvaeLoss> {
+    let f_bchw = vae.img_to_f(img_b3hw.clone())?;
     let (f_hat_bchw, vq, idx_bl) = vae.quantize.forward_train(f_bchw.clone(), COMMIT_BETA);
     let recon_b3hw = vae.decoder.forward(vae.post_quant_conv.forward(f_hat_bchw));
     let diff = recon_b3hw - img_b3hw;
     let l1 = diff.clone().abs().mean();
     let l2 = diff.square().mean();
-    VqvaeLoss {
+    Ok(VqvaeLoss {
         total: l1.clone() + l2.clone() + vq.clone(),
         l1,
         l2,
         vq,
         idx_bl,
         f_bchw: f_bchw.detach(),
-    }
+    })
 }
 
 /// Hit counts of every code over a window of steps.

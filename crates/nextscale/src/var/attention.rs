@@ -104,8 +104,8 @@ impl SelfAttention {
                     + bias_ll.reshape([1, 1, lq, lk]);
                 softmax(attn_bhll, 3).matmul(v_bhlc)
             }
-            // Without a mask (scale-by-scale inference): a host kernel on the plain native
-            // flex device (`cpu::attention`, 1.4× faster than flex's fused attention at
+            // Without a mask (scale-by-scale inference): a host kernel on the plain flex
+            // device (`cpu::attention`, 1.4× faster than flex's fused attention at
             // VAR-d16's last scale), else the backend's fused attention (on flex 2.5×
             // faster there than the unfused ops above).
             None => {
@@ -115,12 +115,7 @@ impl SelfAttention {
                     is_causal: false,
                 };
                 let fused = |q, k, v| attention(q, k, v, None, None, options);
-                #[cfg(not(target_arch = "wasm32"))]
-                let out_bhlc =
-                    crate::cpu::attention::attention_or(q_bhlc, k_bhlc, v_bhlc, scale, fused);
-                #[cfg(target_arch = "wasm32")]
-                let out_bhlc = fused(q_bhlc, k_bhlc, v_bhlc);
-                out_bhlc
+                crate::cpu::attention::attention_or(q_bhlc, k_bhlc, v_bhlc, scale, fused)
             }
         };
         self.proj

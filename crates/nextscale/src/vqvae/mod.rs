@@ -14,19 +14,20 @@ pub use encoder::Encoder;
 pub use quant::{Phi, VectorQuantizer2, phi_index};
 
 use crate::config::ModelConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::nn::Conv2d;
 use crate::weights::ParamSource;
 
 /// The VQ-VAE (`vae.*` tensors).
 #[derive(Module, Debug)]
 pub struct Vqvae {
-    /// Image → latent.
-    pub encoder: Encoder,
+    /// Image → latent; `None` in a file written without it (`config.encoder` false), which
+    /// can sample but not encode.
+    pub encoder: Option<Encoder>,
     /// Latent → image.
     pub decoder: Decoder,
-    /// 3×3 conv after the encoder.
-    pub quant_conv: Conv2d,
+    /// 3×3 conv after the encoder (absent with it).
+    pub quant_conv: Option<Conv2d>,
     /// 3×3 conv before the decoder.
     pub post_quant_conv: Conv2d,
     /// The residual quantizer.
@@ -34,28 +35,41 @@ pub struct Vqvae {
 }
 
 impl Vqvae {
-    /// Builds every `vae.*` tensor of `config` (without the `vae.` prefix; the source has it).
+    /// Builds every `vae.*` tensor of `config` (without the `vae.` prefix; the source has
+    /// it); the encoder and `quant_conv` only when `config.encoder` says the file has them.
     pub fn new(src: &mut ParamSource, config: &ModelConfig) -> Result<Self> {
+        let (encoder, quant_conv) = if config.encoder {
+            (
+                Some(Encoder::new(src, config)?),
+                Some(Conv2d::new(src, "quant_conv", config.cvae, config.cvae, 3)?),
+            )
+        } else {
+            (None, None)
+        };
         Ok(Self {
-            encoder: Encoder::new(src, config)?,
+            encoder,
             decoder: Decoder::new(src, config)?,
-            quant_conv: Conv2d::new(src, "quant_conv", config.cvae, config.cvae, 3)?,
+            quant_conv,
             post_quant_conv: Conv2d::new(src, "post_quant_conv", config.cvae, config.cvae, 3)?,
             quantize: VectorQuantizer2::new(src, config)?,
         })
     }
 
-    /// Encodes images to the pre-quantization latent f.
+    /// Encodes images to the pre-quantization latent f; [`Error::NoEncoder`] for a model
+    /// file without the encoder.
     ///
     /// # Shapes
     /// - img: `[B, 3, H, W]` in [-1, 1] → `[B, Cvae, HW, HW]`
-    pub fn img_to_f(&self, img_b3hw: Tensor<4>) -> Tensor<4> {
-        self.quant_conv.forward(self.encoder.forward(img_b3hw))
+    pub fn img_to_f(&self, img_b3hw: Tensor<4>) -> Result<Tensor<4>> {
+        match (&self.encoder, &self.quant_conv) {
+            (Some(encoder), Some(quant_conv)) => Ok(quant_conv.forward(encoder.forward(img_b3hw))),
+            _ => Err(Error::NoEncoder),
+        }
     }
 
     /// Token maps of images, one `[B, pn²]` per scale (`img_to_idxBl`).
-    pub fn img_to_idx(&self, img_b3hw: Tensor<4>) -> Vec<Tensor<2, Int>> {
-        self.quantize.encode(self.img_to_f(img_b3hw)).0
+    pub fn img_to_idx(&self, img_b3hw: Tensor<4>) -> Result<Vec<Tensor<2, Int>>> {
+        Ok(self.quantize.encode(self.img_to_f(img_b3hw)?).0)
     }
 
     /// Decodes f_hat to an image clamped to [-1, 1] (`fhat_to_img`).
@@ -69,9 +83,9 @@ impl Vqvae {
     }
 
     /// Reconstructions after each scale (`img_to_reconstructed_img`, `last_one=False`).
-    pub fn img_to_recon(&self, img_b3hw: Tensor<4>) -> Vec<Tensor<4>> {
-        let (_, f_hats) = self.quantize.encode(self.img_to_f(img_b3hw));
-        f_hats.into_iter().map(|f| self.fhat_to_img(f)).collect()
+    pub fn img_to_recon(&self, img_b3hw: Tensor<4>) -> Result<Vec<Tensor<4>>> {
+        let (_, f_hats) = self.quantize.encode(self.img_to_f(img_b3hw)?);
+        Ok(f_hats.into_iter().map(|f| self.fhat_to_img(f)).collect())
     }
 
     /// Image from token maps of every scale (`idxBl_to_img`, `last_one=True`).

@@ -1,0 +1,200 @@
+//! `nextscale edit`: zero-shot in-painting, out-painting and class editing of an image with
+//! the VAR teacher (the official `demo_zero_shot_edit.ipynb` procedure, `nextscale::edit`).
+//!
+//! The input PNG is composited on white (as the training data was), centre-cropped to a
+//! square and resized to the model's resolution with a Catmull-Rom (bicubic) filter; boxes
+//! and masks are in that square. `input.png` in the output directory is the image as the
+//! model sees it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Tensor, TensorData};
+use clap::Args;
+use image::imageops::FilterType;
+use nextscale::edit::{Edit, EditBox, keep_from_pixels};
+use nextscale::pipeline::{GenerateRequest, Generation, PreviewMode};
+use nextscale::preview::RgbaImage;
+
+use super::sample::{label_tag, parse_label, write_generation, write_png};
+use super::{Backend, PreviewArg, SamplingArgs, load, progress};
+
+/// Options of `nextscale edit`.
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    /// Model file (.safetensors) or fixture directory; it needs the VQ-VAE encoder.
+    #[arg(long)]
+    model: PathBuf,
+    /// The image to edit (PNG of any size).
+    #[arg(long)]
+    image: PathBuf,
+    /// The region as fractions of the image, `y0,x0,y1,x1` (as in the official notebook):
+    /// generated (in-painting, the default) or kept (`--outpaint`).
+    #[arg(long = "box", value_parser = parse_box, conflicts_with = "mask", required_unless_present = "mask")]
+    edit_box: Option<EditBox>,
+    /// Keep the box and generate everything around it.
+    #[arg(long, requires = "edit_box")]
+    outpaint: bool,
+    /// A per-pixel mask instead of a box (PNG; white or opaque pixels are generated, black
+    /// or transparent ones kept); a token is generated when most of its pixels are.
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// Class label or name of the generated region; `none` for unconditional.
+    #[arg(long, default_value = "none")]
+    class: String,
+    /// Seed of the first edit; edit i uses seed + i.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Number of edits (different seeds) of the same image.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write every scale's preview.
+    #[arg(long)]
+    previews: bool,
+    /// How previews are computed.
+    #[arg(long, value_enum, default_value_t = PreviewArg::Full)]
+    preview_mode: PreviewArg,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    backend: Backend,
+}
+
+/// Parses `y0,x0,y1,x1` in [0, 1].
+fn parse_box(text: &str) -> Result<EditBox, String> {
+    let values: Vec<f64> = text
+        .split(',')
+        .map(|v| v.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("`{text}`: {e}"))?;
+    let edges: [f64; 4] = values
+        .try_into()
+        .map_err(|_| format!("`{text}` must be four numbers y0,x0,y1,x1"))?;
+    EditBox::new(edges).map_err(|e| e.to_string())
+}
+
+/// A PNG decoded, composited on white, centre-cropped to a square and resized to `size`.
+fn load_square(path: &PathBuf, size: usize) -> Result<image::RgbaImage> {
+    let decoded = image::open(path)
+        .with_context(|| format!("reading image {}", path.display()))?
+        .to_rgba8();
+    let (w, h) = decoded.dimensions();
+    if w == 0 || h == 0 {
+        bail!("image {} is empty", path.display());
+    }
+    let side = w.min(h);
+    let square =
+        image::imageops::crop_imm(&decoded, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    Ok(image::imageops::resize(
+        &square,
+        size as u32,
+        size as u32,
+        FilterType::CatmullRom,
+    ))
+}
+
+/// The image composited on white, as the training images were.
+fn on_white(mut img: image::RgbaImage) -> image::RgbaImage {
+    for px in img.pixels_mut() {
+        let alpha = px[3] as f32 / 255.0;
+        for c in 0..3 {
+            px[c] = (px[c] as f32 * alpha + 255.0 * (1.0 - alpha)).round() as u8;
+        }
+        px[3] = 255;
+    }
+    img
+}
+
+/// An opaque image as `[1, 3, H, W]` in [-1, 1].
+fn to_tensor(img: &image::RgbaImage, device: &burn::tensor::Device) -> Tensor<4> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut values = vec![0.0f32; 3 * h * w];
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            values[c * h * w + i] = px[c] as f32 / 127.5 - 1.0;
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [1, 3, h, w]), device)
+}
+
+/// Runs `nextscale edit`.
+pub fn run(args: EditArgs) -> Result<ExitCode> {
+    let device = load::device(args.backend);
+    let model = load::model(&args.model, &device)?;
+    let config = &model.config;
+    let label = parse_label(config, &args.class)?;
+    anyhow::ensure!(
+        (1..=nextscale::pipeline::MAX_BATCH).contains(&args.count),
+        "--count must be in 1..={}",
+        nextscale::pipeline::MAX_BATCH
+    );
+    let size = config.image_size;
+    let input = on_white(load_square(&args.image, size)?);
+    let big = config.latent_size();
+    let keep_pp = match (&args.edit_box, &args.mask) {
+        (Some(b), _) => b.keep_mask(big, args.outpaint),
+        (None, Some(path)) => {
+            let mask = load_square(path, size)?;
+            // Generate where the mask is bright and opaque.
+            let generate: Vec<f32> = mask
+                .pixels()
+                .map(|p| {
+                    let luma = (p[0] as f32 + p[1] as f32 + p[2] as f32) / (3.0 * 255.0);
+                    luma * p[3] as f32 / 255.0
+                })
+                .map(|v| if v >= 0.5 { 1.0 } else { 0.0 })
+                .collect();
+            keep_from_pixels(&generate, (size, size), big)?
+        }
+        (None, None) => bail!("give --box or --mask"),
+    };
+    let edit = pollster::block_on(Edit::encode(
+        &model.vae,
+        &config.patch_nums,
+        to_tensor(&input, &device),
+        &keep_pp,
+    ))?;
+    if !edit.generates_any() {
+        bail!("the box or mask keeps every token: there is nothing to generate");
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let as_rgba = RgbaImage {
+        width: size,
+        height: size,
+        pixels: input.into_raw(),
+    };
+    write_png(&args.out.join("input.png"), &as_rgba, size)?;
+    let tag = label_tag(config, label);
+    let bar = progress::bar(config.patch_nums.len() as u64, "editing");
+    let request = GenerateRequest {
+        labels: vec![label; args.count],
+        preview: match (args.previews, args.preview_mode) {
+            (false, _) => PreviewMode::None,
+            (true, PreviewArg::Fast) => PreviewMode::Fast,
+            (true, PreviewArg::Full) => PreviewMode::Full,
+        },
+        mode: args.sampling.mode(),
+        edit: Some(Edit {
+            input_idx: vec![edit.input_idx[0].clone(); args.count],
+            keep: edit.keep.clone(),
+        }),
+        ..GenerateRequest::new(None, 1, args.seed).with_sampling(args.sampling.resolve(config))
+    };
+    let generation = Generation::new(&model, request)?;
+    let written = write_generation(generation, &args.out, &tag, args.seed, &bar)?;
+    bar.finish_and_clear();
+    println!(
+        "wrote {} edits of {} to {} (tokens generated per scale: {:?})",
+        written.len(),
+        args.image.display(),
+        args.out.display(),
+        edit.generated_per_scale()
+    );
+    Ok(ExitCode::SUCCESS)
+}
