@@ -18,6 +18,7 @@ use nextscale::pipeline::{GenerateRequest, Generation, PreviewMode};
 use nextscale::preview::RgbaImage;
 
 use super::sample::{label_tag, parse_label, write_generation, write_png};
+use super::train::write_grid;
 use super::{Backend, PreviewArg, SamplingArgs, load, progress};
 
 /// Options of `nextscale edit`.
@@ -63,10 +64,14 @@ pub struct EditArgs {
     /// Device.
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
     backend: Backend,
+    /// Also write one PNG side by side: the input, the input with the generated tokens
+    /// tinted, then every edit (the docs' picture).
+    #[arg(long)]
+    sheet: Option<PathBuf>,
 }
 
 /// Parses `y0,x0,y1,x1` in [0, 1].
-fn parse_box(text: &str) -> Result<EditBox, String> {
+pub fn parse_box(text: &str) -> Result<EditBox, String> {
     let values: Vec<f64> = text
         .split(',')
         .map(|v| v.trim().parse::<f64>())
@@ -120,6 +125,21 @@ fn to_tensor(img: &image::RgbaImage, device: &burn::tensor::Device) -> Tensor<4>
         }
     }
     Tensor::from_data(TensorData::new(values, [1, 3, h, w]), device)
+}
+
+/// The image with the pixels of generated tokens tinted magenta (`keep_pp` is the last
+/// scale's `p × p` keep mask).
+fn tinted(img: &RgbaImage, keep_pp: &[f32], p: usize) -> RgbaImage {
+    let mut out = img.clone();
+    for (i, px) in out.pixels.chunks_exact_mut(4).enumerate() {
+        let (y, x) = (i / img.width, i % img.width);
+        if keep_pp[(y * p / img.height) * p + x * p / img.width] < 0.5 {
+            for (c, tint) in px.iter_mut().zip([255u8, 0, 255]) {
+                *c = ((*c as u16 + tint as u16) / 2) as u8;
+            }
+        }
+    }
+    out
 }
 
 /// Runs `nextscale edit`.
@@ -189,6 +209,21 @@ pub fn run(args: EditArgs) -> Result<ExitCode> {
     let generation = Generation::new(&model, request)?;
     let written = write_generation(generation, &args.out, &tag, args.seed, &bar)?;
     bar.finish_and_clear();
+    if let Some(sheet) = &args.sheet {
+        let mut tiles = vec![as_rgba.clone(), tinted(&as_rgba, &keep_pp, big)];
+        for path in &written {
+            let img = image::open(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .to_rgba8();
+            tiles.push(RgbaImage {
+                width: img.width() as usize,
+                height: img.height() as usize,
+                pixels: img.into_raw(),
+            });
+        }
+        let cols = tiles.len();
+        write_grid(sheet, &tiles, cols, 4)?;
+    }
     println!(
         "wrote {} edits of {} to {} (tokens generated per scale: {:?})",
         written.len(),

@@ -11,7 +11,8 @@ use burn::tensor::{Device, Tensor};
 use clap::Args;
 use nextscale::classifier::Classifier;
 use nextscale::dataset::{Dataset, Split};
-use nextscale::pipeline::{Event, GenerateRequest, Generation, Mode, PreviewMode};
+use nextscale::edit::{Edit, EditBox};
+use nextscale::pipeline::{Event, GenerateRequest, Generation, MAX_BATCH, Mode, PreviewMode};
 use nextscale::readback::read_f32;
 use nextscale::{Model, Sampling};
 use serde::Serialize;
@@ -53,6 +54,11 @@ pub struct EvalArgs {
     seed: u64,
     #[command(flatten)]
     sampling: SamplingArgs,
+    /// Instead of sampling, in-paint this box (`y0,x0,y1,x1`, e.g. the centre
+    /// `0.25,0.25,0.75,0.75`) of every held-out image with its own class, keeping the rest
+    /// of its tokens, and score the results.
+    #[arg(long, value_parser = super::edit::parse_box)]
+    inpaint: Option<EditBox>,
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -249,7 +255,99 @@ impl Reference {
         }
         let ms_per_image = start.elapsed().as_secs_f64() * 1e3 / (k * per_class) as f64;
         bar.finish_and_clear();
+        let totals = vec![per_class; k];
+        Ok(self.report(
+            name,
+            sampling,
+            gen_feats,
+            gen_pixels,
+            (&hits, &totals),
+            ms_per_image,
+        ))
+    }
 
+    /// In-paints the centre (`box`) of every held-out image with its own class, keeping the
+    /// rest of its tokens (`nextscale::edit`), and scores the results as samples: the
+    /// conditional accuracy is the share the classifier still assigns to the image's class.
+    pub fn score_inpainting(
+        &self,
+        model: &Model,
+        name: &str,
+        sampling: Sampling,
+        edit_box: EditBox,
+        seed: u64,
+    ) -> Result<EvalReport> {
+        if self.class_names != model.config.class_names {
+            bail!("the model, the classifier and the data set must have the same classes");
+        }
+        let k = model.config.num_classes;
+        let labels = &self.held_out.labels;
+        let bar = progress::bar(labels.len() as u64, "in-paint");
+        let keep = edit_box.keep_mask(model.config.latent_size(), false);
+        let (mut gen_feats, mut gen_pixels) = (Vec::new(), Vec::new());
+        let (mut hits, mut totals) = (vec![0; k], vec![0; k]);
+        let start = Instant::now();
+        let mut done = 0;
+        for img_b3hw in &self.held_out_images {
+            let n = img_b3hw.dims()[0];
+            let chunk = &labels[done..done + n];
+            let edit = pollster::block_on(Edit::encode(
+                &model.vae,
+                &model.config.patch_nums,
+                img_b3hw.clone(),
+                &keep,
+            ))?;
+            for (offset, row) in chunk.chunks(MAX_BATCH).enumerate() {
+                let first = offset * MAX_BATCH;
+                let mut request =
+                    GenerateRequest::new(None, row.len(), seed + (done + first) as u64)
+                        .with_sampling(sampling);
+                request.labels = row.iter().map(|&c| Some(c)).collect();
+                request.preview = PreviewMode::None;
+                request.edit = Some(Edit {
+                    input_idx: edit.input_idx[first..first + row.len()].to_vec(),
+                    keep: edit.keep.clone(),
+                });
+                let Event::Done { image01, .. } =
+                    pollster::block_on(Generation::new(model, request)?.run_to_end())?
+                else {
+                    bail!("an edit ended without an image");
+                };
+                let img = image01 * 2.0 - 1.0;
+                let (f, pred) = classify(&self.net, img.clone())?;
+                for (&class, &p) in row.iter().zip(&pred) {
+                    totals[class] += 1;
+                    hits[class] += usize::from(p == class);
+                }
+                gen_feats.extend(f);
+                gen_pixels.extend(rows(pollster::block_on(read_f32(img))?, row.len()));
+            }
+            done += n;
+            bar.inc(n as u64);
+        }
+        let ms_per_image = start.elapsed().as_secs_f64() * 1e3 / labels.len() as f64;
+        bar.finish_and_clear();
+        Ok(self.report(
+            name,
+            sampling,
+            gen_feats,
+            gen_pixels,
+            (&hits, &totals),
+            ms_per_image,
+        ))
+    }
+
+    /// The report of generated images' features and pixels, with `hits` of `totals` per
+    /// class classified as asked.
+    fn report(
+        &self,
+        name: &str,
+        sampling: Sampling,
+        gen_feats: Vec<Vec<f64>>,
+        gen_pixels: Vec<Vec<f64>>,
+        (hits, totals): (&[usize], &[usize]),
+        ms_per_image: f64,
+    ) -> EvalReport {
         let (train, held) = (&self.train, &self.held_out);
         let w_train = class_weights(&train.labels);
         let w_held = class_weights(&held.labels);
@@ -259,14 +357,15 @@ impl Reference {
         let nn_held = nearest_distances(&held.pixels, &train.pixels);
         let closest_held = nn_held.iter().copied().fold(f64::INFINITY, f64::min);
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        Ok(EvalReport {
+        EvalReport {
             model: name.to_string(),
             samples: gen_feats.len(),
             sampling,
             conditional_accuracy: hits.iter().sum::<usize>() as f64 / gen_feats.len() as f64,
             conditional_accuracy_per_class: hits
                 .iter()
-                .map(|&h| h as f64 / per_class as f64)
+                .zip(totals)
+                .map(|(&h, &t)| h as f64 / t.max(1) as f64)
                 .collect(),
             classifier_held_out_accuracy: self.held_out_accuracy,
             fd: frechet_distance(&gen_feats, &w_gen, &train.features, &w_train),
@@ -281,7 +380,7 @@ impl Reference {
             near_copy_share: nn_gen.iter().filter(|&&d| d < closest_held).count() as f64
                 / nn_gen.len() as f64,
             ms_per_image,
-        })
+        }
     }
 }
 
@@ -292,15 +391,21 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let reference = Reference::load(&scoring.data, &scoring.classifier, &device)?;
     let model = load::model(&scoring.model, &device)?;
     let sampling = args.sampling.resolve(&model.config);
-    let mut report = reference.score(
-        &model,
-        &scoring.model.display().to_string(),
-        sampling,
-        args.sampling.mode(),
-        scoring.per_class,
-        args.seed,
-        scoring.batch,
-    )?;
+    let name = scoring.model.display().to_string();
+    let mut report = match args.inpaint {
+        Some(edit_box) => {
+            reference.score_inpainting(&model, &name, sampling, edit_box, args.seed)?
+        }
+        None => reference.score(
+            &model,
+            &name,
+            sampling,
+            args.sampling.mode(),
+            scoring.per_class,
+            args.seed,
+            scoring.batch,
+        )?,
+    };
     report.fd_tokenizer_ceiling = Some(reference.tokenizer_ceiling(&model)?);
     print_table(&report, &model.config.class_names);
     if let Some(path) = &args.json {
