@@ -6,7 +6,7 @@
 //   the native binary: NEXTSCALE_BIN, default target/debug/nextscale)
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -175,7 +175,9 @@ test('the browser image is native flex\'s image for the same seed', { timeout: T
     execFileSync(BIN, ['sample', '--model', model, '--class', '3', '--seed', '11', '--count', '1', '--out', out]);
     const page = await browser.newPage();
     await page.goto(base(isolated));
-    const native = await decodePng(page, readFileSync(join(out, '3_0.png')));
+    const written = readdirSync(out).filter((f) => f.endsWith('.png'));
+    assert.deepEqual(written, ['class_3_11.png'], 'one image, named by class and seed');
+    const native = await decodePng(page, readFileSync(join(out, written[0])));
     await page.close();
     assert.equal(native.length, results.threaded.size * results.threaded.size * 4);
     assert.ok(maxDifference(native, results.threaded.pixels) <= 1, 'pixels within one level');

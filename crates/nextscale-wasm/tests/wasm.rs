@@ -1,7 +1,8 @@
-//! The engine inside wasm: official parity of the `var-tiny-a` fixture on the flex CPU backend
-//! (node and browser) and on WebGPU (browser), and the JS-facing `Engine` end to end.
+//! The engine inside wasm: official parity of the `var-tiny-a` and `edit-tiny-a` fixtures on
+//! the flex CPU backend (node) and on WebGPU (browser), the host matrix kernels, and the
+//! JS-facing `Engine` end to end.
 //!
-//! Run with `wasm-pack test --node` and `wasm-pack test --headless --chrome` (see
+//! Run with `wasm-pack test --node` and `wasm-pack test --headless --chrome -- webgpu` (see
 //! `scripts/test.sh`; Chrome gets `--enable-unsafe-webgpu` from `webdriver.json`).
 //! Tolerances: tokens exact; floats ≤ 1e-4 on the CPU (the fixture's float noise is below
 //! 3.5e-5) and ≤ 1e-3 on WebGPU (measured 1.5e-5 on SwiftShader; the bound leaves room for
@@ -502,4 +503,61 @@ async fn edit_frames(
     let result = JsFuture::from(engine.edit(options, function.clone())).await;
     let frames = seen.borrow().clone();
     (frames, result)
+}
+
+/// The product in f64, for reference.
+fn reference_product(a: &[f32], b: &[f32], (m, n, k): (usize, usize, usize)) -> Vec<f64> {
+    let mut out = vec![0.0f64; m * n];
+    for r in 0..m {
+        for c in 0..n {
+            out[r * n + c] = (0..k)
+                .map(|d| a[r * k + d] as f64 * b[d * n + c] as f64)
+                .sum();
+        }
+    }
+    out
+}
+
+/// The wasm matrix kernels behind `cpu::linear` (SIMD128: banded up to 64 rows, packed
+/// above, on the pool for large products) match the product in f64 on every edge: column
+/// tails past whole registers and panels, depths past a block, and chunks past the widest
+/// column chunk.
+#[wasm_bindgen_test]
+fn host_products_match_the_reference_on_every_edge() {
+    use burn::tensor::{Tensor, TensorData};
+    let device = burn::tensor::Device::flex();
+    let value = |i: usize| ((i * 7919 + 13) % 997) as f32 / 997.0 - 0.5;
+    for (m, n, k) in [
+        (1, 4, 1),
+        (2, 17, 5),
+        (3, 33, 40),
+        (16, 261, 19),
+        (17, 16, 3),
+        (40, 70, 600),
+        (5, 3, 9),
+        (64, 400, 300),
+        (65, 70, 600),
+        (67, 21, 9),
+        (70, 300, 1030),
+        (129, 36, 513),
+    ] {
+        let a: Vec<f32> = (0..m * k).map(value).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| value(i + 5)).collect();
+        let bias: Vec<f32> = (0..n).map(|i| value(i + 11)).collect();
+        let want = reference_product(&a, &b, (m, n, k));
+        let x = Tensor::<2>::from_data(TensorData::new(a, [m, k]), &device);
+        let w = Tensor::<2>::from_data(TensorData::new(b, [k, n]), &device);
+        let bias_n = Tensor::<1>::from_data(TensorData::new(bias.clone(), [n]), &device);
+        let got = nextscale::cpu::linear::linear_or(x, w, Some(bias_n), |_, _, _| {
+            panic!("[{m},{k}]×[{k},{n}] did not take the host kernel")
+        });
+        let got = got.into_data().try_to_vec::<f32>().expect("f32 values");
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            let w = w + bias[i % n] as f64;
+            assert!(
+                ((g as f64) - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "[{m},{k}]×[{k},{n}] at {i}: {g} vs {w}"
+            );
+        }
+    }
 }
