@@ -255,13 +255,13 @@ impl Reference {
         }
         let ms_per_image = start.elapsed().as_secs_f64() * 1e3 / (k * per_class) as f64;
         bar.finish_and_clear();
-        let totals = vec![per_class; k];
+        let labels: Vec<usize> = (0..k).flat_map(|c| [c].repeat(per_class)).collect();
         Ok(self.report(
             name,
             sampling,
             gen_feats,
             gen_pixels,
-            (&hits, &totals),
+            (&labels, &hits),
             ms_per_image,
         ))
     }
@@ -285,7 +285,7 @@ impl Reference {
         let bar = progress::bar(labels.len() as u64, "in-paint");
         let keep = edit_box.keep_mask(model.config.latent_size(), false);
         let (mut gen_feats, mut gen_pixels) = (Vec::new(), Vec::new());
-        let (mut hits, mut totals) = (vec![0; k], vec![0; k]);
+        let mut hits = vec![0; k];
         let start = Instant::now();
         let mut done = 0;
         for img_b3hw in &self.held_out_images {
@@ -316,7 +316,6 @@ impl Reference {
                 let img = image01 * 2.0 - 1.0;
                 let (f, pred) = classify(&self.net, img.clone())?;
                 for (&class, &p) in row.iter().zip(&pred) {
-                    totals[class] += 1;
                     hits[class] += usize::from(p == class);
                 }
                 gen_feats.extend(f);
@@ -332,26 +331,31 @@ impl Reference {
             sampling,
             gen_feats,
             gen_pixels,
-            (&hits, &totals),
+            (labels, &hits),
             ms_per_image,
         ))
     }
 
-    /// The report of generated images' features and pixels, with `hits` of `totals` per
-    /// class classified as asked.
+    /// The report of generated images' features and pixels, of the classes `labels`, with
+    /// `hits` per class classified as asked. Classes weigh equally in the Gaussian fitted to
+    /// them, as in the references' (in-painting follows the held-out split's class counts).
     fn report(
         &self,
         name: &str,
         sampling: Sampling,
         gen_feats: Vec<Vec<f64>>,
         gen_pixels: Vec<Vec<f64>>,
-        (hits, totals): (&[usize], &[usize]),
+        (labels, hits): (&[usize], &[usize]),
         ms_per_image: f64,
     ) -> EvalReport {
         let (train, held) = (&self.train, &self.held_out);
         let w_train = class_weights(&train.labels);
         let w_held = class_weights(&held.labels);
-        let w_gen = vec![1.0 / gen_feats.len() as f64; gen_feats.len()];
+        let w_gen = class_weights(labels);
+        let mut totals = vec![0usize; hits.len()];
+        for &l in labels {
+            totals[l] += 1;
+        }
         let (precision, recall) = precision_recall(&train.features, &gen_feats, KNN_K);
         let nn_gen = nearest_distances(&gen_pixels, &train.pixels);
         let nn_held = nearest_distances(&held.pixels, &train.pixels);
@@ -364,7 +368,7 @@ impl Reference {
             conditional_accuracy: hits.iter().sum::<usize>() as f64 / gen_feats.len() as f64,
             conditional_accuracy_per_class: hits
                 .iter()
-                .zip(totals)
+                .zip(&totals)
                 .map(|(&h, &t)| h as f64 / t.max(1) as f64)
                 .collect(),
             classifier_held_out_accuracy: self.held_out_accuracy,
