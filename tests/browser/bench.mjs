@@ -3,10 +3,15 @@
 // cold (first generation after load) and warm runs. Prints a table and one JSON line.
 //   node tests/browser/bench.mjs [--model M] [--modes var,dd1] [--backends cpu,webgpu]
 //                                [--threads 1,2] [--runs 3] [--timeout-min 30]
+//                                [--native target/release/nextscale] [--rounds 3]
 // `--model` is a manifest model (`emoji32`) or a path under web/dist (`models/d16.safetensors`:
 // copy a file made by `nextscale init` there). `--threads` applies to the CPU backend.
+// `--native BIN` also runs `BIN bench` on the same file natively (flex, on as many threads as
+// each CPU configuration, through RAYON_NUM_THREADS) before each browser configuration, and
+// `--rounds N` repeats the whole list N times, so native and browser runs alternate.
 // Memory: `wasmBytes` is the engine's wasm memory after the run; `rendererPeakRss` is the
 // highest peak RSS (VmHWM) of Chromium's renderer processes, the page's and its workers'.
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
@@ -20,6 +25,8 @@ const { values: opts } = parseArgs({
     threads: { type: 'string', default: '' },
     runs: { type: 'string', default: '3' },
     'timeout-min': { type: 'string', default: '30' },
+    native: { type: 'string' },
+    rounds: { type: 'string', default: '1' },
   },
 });
 const runs = Number(opts.runs);
@@ -54,10 +61,34 @@ async function waitStatus(page, wanted) {
   if (status === 'error') throw new Error(await page.getByTestId('error').textContent());
 }
 
-const configs = opts.backends.split(',').flatMap((backend) =>
+/** The model file on disk, for the native runs: a manifest name or a path under web/dist. */
+function modelFile() {
+  const dist = new URL('../../web/dist/', import.meta.url).pathname;
+  const model = opts.model ?? JSON.parse(readFileSync(`${dist}models/manifest.json`, 'utf8')).default;
+  return model.includes('/') ? `${dist}${model}` : `${dist}models/${model.replace(/(\.safetensors)?$/, '.safetensors')}`;
+}
+
+/** `nextscale bench` natively on `threads` threads (all when empty), one row per timed run. */
+function benchNative(threads, round) {
+  const env = threads ? { ...process.env, RAYON_NUM_THREADS: threads } : process.env;
+  for (const mode of opts.modes.split(',')) {
+    const args = ['bench', '--model', modelFile(), '--mode', mode, '--runs', String(Math.max(runs - 1, 1)), '--warmup', '1', '--json'];
+    const report = JSON.parse(execFileSync(opts.native, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
+    for (const total of report.totals_ms) {
+      rows.push({ round, backend: `native flex${threads ? ` (${threads} thread${threads === '1' ? '' : 's'})` : ''}`, mode, run: 'warm', finalMs: Math.round(total), decodeMs: Math.round(report.decode_ms) });
+    }
+  }
+}
+
+const browserConfigs = opts.backends.split(',').flatMap((backend) =>
   backend === 'cpu' && opts.threads ? opts.threads.split(',').map((t) => ({ backend, threads: t })) : [{ backend, threads: '' }],
 );
-for (const { backend, threads } of configs) {
+const configs = browserConfigs.flatMap((c) => (opts.native && c.backend === 'cpu' ? [{ ...c, native: true }, c] : [c]));
+for (let round = 0; round < Number(opts.rounds); round++) for (const { backend, threads, native } of configs) {
+  if (native) {
+    benchNative(threads, round + 1);
+    continue;
+  }
   const args = backend === 'webgpu' ? [...FLAGS, '--enable-unsafe-webgpu'] : FLAGS;
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args });
   const page = await browser.newPage();
@@ -83,7 +114,7 @@ for (const { backend, threads } of configs) {
       return { firstPreviewMs: ms[0], finalMs: total, decodeMs, scaleMs: ms, wasmBytes };
     });
     rows.push({
-      backend: badge, mode, run: run === 0 ? 'cold' : 'warm', loadMs, firstPreviewMs: times.firstPreviewMs,
+      round: round + 1, backend: badge, mode, run: run === 0 ? 'cold' : 'warm', loadMs, firstPreviewMs: times.firstPreviewMs,
       finalMs: times.finalMs, decodeMs: times.decodeMs, wasmMB: Math.round(times.wasmBytes / 1e6), rendererPeakMB: Math.round(rendererPeakRss() / 1e6),
       scaleMs: times.scaleMs.join(' '),
     });
