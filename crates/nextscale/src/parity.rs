@@ -100,24 +100,22 @@ impl Cases<'_, '_> {
     /// Compares 0/1 masks exactly: the error is the number of differing positions.
     fn compare_exact(&mut self, name: &str, got: &[f32]) -> Result<()> {
         let (want, _) = self.file.read_f32(name)?;
-        let error = if got.len() == want.len() {
-            got.iter().zip(&want).filter(|(a, b)| a != b).count() as f64
-        } else {
-            f64::INFINITY
-        };
-        self.results.push(CaseResult {
-            name: name.into(),
-            error,
-            tolerance: 0.0,
-            exact: true,
-        });
+        self.push_differences(name, got, &want);
         Ok(())
     }
 
+    /// Compares token indices exactly: the error is the number of differing tokens.
     fn compare_tokens(&mut self, name: &str, got: &[i64]) -> Result<()> {
         let (want, _) = self.file.read_i64(name)?;
+        self.push_differences(name, got, &want);
+        Ok(())
+    }
+
+    /// Records an exact comparison: the number of differing positions, infinite when the
+    /// lengths differ.
+    fn push_differences<T: PartialEq>(&mut self, name: &str, got: &[T], want: &[T]) {
         let error = if got.len() == want.len() {
-            got.iter().zip(&want).filter(|(a, b)| a != b).count() as f64
+            got.iter().zip(want).filter(|(a, b)| a != b).count() as f64
         } else {
             f64::INFINITY
         };
@@ -127,7 +125,6 @@ impl Cases<'_, '_> {
             tolerance: 0.0,
             exact: true,
         });
-        Ok(())
     }
 }
 
