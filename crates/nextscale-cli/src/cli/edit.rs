@@ -14,12 +14,12 @@ use burn::tensor::{Tensor, TensorData};
 use clap::Args;
 use image::imageops::FilterType;
 use nextscale::edit::{Edit, EditBox, keep_from_pixels};
-use nextscale::pipeline::{GenerateRequest, Generation, PreviewMode};
+use nextscale::pipeline::{GenerateRequest, Generation};
 use nextscale::preview::RgbaImage;
 
-use super::sample::{label_tag, parse_label, write_generation, write_png};
+use super::sample::{OutputArgs, label_tag, parse_label, write_generation, write_png};
 use super::train::write_grid;
-use super::{Backend, PreviewArg, SamplingArgs, load, progress};
+use super::{Backend, SamplingArgs, load, progress};
 
 /// Options of `nextscale edit`.
 #[derive(Args, Debug)]
@@ -52,15 +52,8 @@ pub struct EditArgs {
     count: usize,
     #[command(flatten)]
     sampling: SamplingArgs,
-    /// Output directory.
-    #[arg(long)]
-    out: PathBuf,
-    /// Also write every scale's preview.
-    #[arg(long)]
-    previews: bool,
-    /// How previews are computed.
-    #[arg(long, value_enum, default_value_t = PreviewArg::Full)]
-    preview_mode: PreviewArg,
+    #[command(flatten)]
+    output: OutputArgs,
     /// Device.
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
     backend: Backend,
@@ -182,23 +175,18 @@ pub fn run(args: EditArgs) -> Result<ExitCode> {
     if !edit.generates_any() {
         bail!("the box or mask keeps every token: there is nothing to generate");
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    args.output.create_dir()?;
     let as_rgba = RgbaImage {
         width: size,
         height: size,
         pixels: input.into_raw(),
     };
-    write_png(&args.out.join("input.png"), &as_rgba, size)?;
+    write_png(&args.output.out.join("input.png"), &as_rgba, size)?;
     let tag = label_tag(config, label);
     let bar = progress::bar(config.patch_nums.len() as u64, "editing");
     let request = GenerateRequest {
         labels: vec![label; args.count],
-        preview: match (args.previews, args.preview_mode) {
-            (false, _) => PreviewMode::None,
-            (true, PreviewArg::Fast) => PreviewMode::Fast,
-            (true, PreviewArg::Full) => PreviewMode::Full,
-        },
+        preview: args.output.preview(),
         mode: args.sampling.mode(),
         edit: Some(Edit {
             input_idx: vec![edit.input_idx[0].clone(); args.count],
@@ -207,7 +195,7 @@ pub fn run(args: EditArgs) -> Result<ExitCode> {
         ..GenerateRequest::new(None, 1, args.seed).with_sampling(args.sampling.resolve(config))
     };
     let generation = Generation::new(&model, request)?;
-    let written = write_generation(generation, &args.out, &tag, args.seed, &bar)?;
+    let written = write_generation(generation, &args.output.out, &tag, args.seed, &bar)?;
     bar.finish_and_clear();
     if let Some(sheet) = &args.sheet {
         let mut tiles = vec![as_rgba.clone(), tinted(&as_rgba, &keep_pp, big)];
@@ -228,7 +216,7 @@ pub fn run(args: EditArgs) -> Result<ExitCode> {
         "wrote {} edits of {} to {} (tokens generated per scale: {:?})",
         written.len(),
         args.image.display(),
-        args.out.display(),
+        args.output.out.display(),
         edit.generated_per_scale()
     );
     Ok(ExitCode::SUCCESS)

@@ -35,18 +35,42 @@ pub struct SampleArgs {
     /// Gumbel-smoothed soft tokens (visualisation only).
     #[arg(long)]
     more_smooth: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    backend: Backend,
+}
+
+/// Where `sample` and `edit` write their images, and which previews.
+#[derive(Args, Debug)]
+pub struct OutputArgs {
     /// Output directory.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Also write every scale's preview.
     #[arg(long)]
     previews: bool,
     /// How previews are computed.
     #[arg(long, value_enum, default_value_t = PreviewArg::Full)]
     preview_mode: PreviewArg,
-    /// Device.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    backend: Backend,
+}
+
+impl OutputArgs {
+    /// The previews the generation computes.
+    pub fn preview(&self) -> PreviewMode {
+        match (self.previews, self.preview_mode) {
+            (false, _) => PreviewMode::None,
+            (true, PreviewArg::Fast) => PreviewMode::Fast,
+            (true, PreviewArg::Full) => PreviewMode::Full,
+        }
+    }
+
+    /// Creates the output directory.
+    pub fn create_dir(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating {}", self.out.display()))
+    }
 }
 
 /// Writes an RGBA image as PNG, upscaled (nearest) to `size` when smaller.
@@ -71,8 +95,7 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
     let tag = label_tag(config, label);
     anyhow::ensure!(args.count > 0, "--count must be at least 1");
     let batch = args.batch.unwrap_or(args.count.min(16)).max(1);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    args.output.create_dir()?;
     let scales = config.patch_nums.len();
     let bar = progress::bar((args.count.div_ceil(batch) * scales) as u64, "sampling");
     let mut written = Vec::new();
@@ -82,20 +105,26 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
         let mut request = GenerateRequest {
             labels: vec![label; n],
             seed,
-            preview: match (args.previews, args.preview_mode) {
-                (false, _) => PreviewMode::None,
-                (true, PreviewArg::Fast) => PreviewMode::Fast,
-                (true, PreviewArg::Full) => PreviewMode::Full,
-            },
+            preview: args.output.preview(),
             mode: args.sampling.mode(),
             ..GenerateRequest::new(None, 1, 0).with_sampling(args.sampling.resolve(config))
         };
         request.sampling.more_smooth = args.more_smooth;
         let generation = Generation::new(&model, request)?;
-        written.extend(write_generation(generation, &args.out, &tag, seed, &bar)?);
+        written.extend(write_generation(
+            generation,
+            &args.output.out,
+            &tag,
+            seed,
+            &bar,
+        )?);
     }
     bar.finish_and_clear();
-    println!("wrote {} images to {}", written.len(), args.out.display());
+    println!(
+        "wrote {} images to {}",
+        written.len(),
+        args.output.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
