@@ -209,6 +209,14 @@ impl Reference {
         ))
     }
 
+    /// Fails unless `model` has the classifier's and the data set's classes.
+    fn check_classes(&self, model: &Model) -> Result<()> {
+        if self.class_names != model.config.class_names {
+            bail!("the model, the classifier and the data set must have the same classes");
+        }
+        Ok(())
+    }
+
     /// Generates `per_class` samples of every class from `seed` on and scores them; `name`
     /// names the model in the report.
     #[allow(clippy::too_many_arguments)]
@@ -222,9 +230,7 @@ impl Reference {
         seed: u64,
         batch: usize,
     ) -> Result<EvalReport> {
-        if self.class_names != model.config.class_names {
-            bail!("the model, the classifier and the data set must have the same classes");
-        }
+        self.check_classes(model)?;
         let k = model.config.num_classes;
         let bar = progress::bar((k * per_class) as u64, "generate");
         let (mut gen_feats, mut gen_pixels, mut hits) =
@@ -277,9 +283,7 @@ impl Reference {
         edit_box: EditBox,
         seed: u64,
     ) -> Result<EvalReport> {
-        if self.class_names != model.config.class_names {
-            bail!("the model, the classifier and the data set must have the same classes");
-        }
+        self.check_classes(model)?;
         let k = model.config.num_classes;
         let labels = &self.held_out.labels;
         let bar = progress::bar(labels.len() as u64, "in-paint");
