@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use gemm::Parallelism;
 
-use super::{Strided, matmul_into, vectorized};
+use super::{Start, Strided, matmul_into, vectorized};
 
 /// Smallest output (`H·W`) the Winograd path takes: below 32², the transform of a wide
 /// layer's weights costs about as much as its products, and one im2col matrix product over
@@ -205,7 +205,7 @@ fn im2col_conv3x3(
             Strided::rows(&cols, positions),
             1.0,
             Parallelism::Rayon(0),
-            true,
+            Start::Dst,
         );
     }
     out_bchw
@@ -328,7 +328,15 @@ fn winograd_conv3x3(
                         .zip(v_xct.chunks_exact(c_in * n))
                     {
                         let (u, v) = (Strided::rows(u, c_in), Strided::rows(v, n));
-                        matmul_into(m, (c_out, n, c_in), u, v, 1.0, Parallelism::None, false);
+                        matmul_into(
+                            m,
+                            (c_out, n, c_in),
+                            u,
+                            v,
+                            1.0,
+                            Parallelism::None,
+                            Start::Zero,
+                        );
                     }
                     let mut scratch = vec![0.0f32; 6 * tiles_w];
                     for (o, dst) in out_rows.iter_mut().enumerate() {

@@ -1,13 +1,14 @@
 //! `Linear` products on the host, `x · w + bias`: the output starts as the bias rows and
-//! the product accumulates onto it, which saves the separate pass over the output that
-//! burn's `linear` makes for its bias. Products with few rows take `few_rows` where the CPU
+//! the product accumulates onto it (in wasm, each parallel task of the product fills in its
+//! own columns), which saves the separate pass over the output that burn's `linear` makes
+//! for its bias. Products with few rows take `few_rows` where the CPU
 //! has AVX-512F, the rest the gemm crate on the thread pool. The operands are read in place
 //! from their tensors.
 
 use burn::tensor::{Tensor, TensorData};
 use gemm::Parallelism;
 
-use super::{Strided, matmul_into, on_host, primitive};
+use super::{Start, Strided, matmul_into, on_host, primitive};
 
 /// Smallest product (`m·n·k`) that runs on the thread pool; smaller ones stay on the calling
 /// thread (flex's own threshold).
@@ -67,10 +68,7 @@ fn linear(
     if let Some(out) = super::few_rows::try_matmul(x, w, bias, (m, k, n)) {
         return out;
     }
-    let mut out = match bias {
-        Some(b) => b.repeat(m),
-        None => vec![0.0; m * n],
-    };
+    let mut out = vec![0.0; m * n];
     let parallelism = if m * n * k >= PARALLEL_WORK {
         Parallelism::Rayon(0)
     } else {
@@ -83,7 +81,7 @@ fn linear(
         Strided::rows(w, n),
         1.0,
         parallelism,
-        true,
+        bias.map_or(Start::Zero, Start::Rows),
     );
     out
 }

@@ -133,11 +133,22 @@ impl<'a> Strided<'a> {
     }
 }
 
-/// `dst = scale · lhs · rhs`, or `dst += scale · lhs · rhs` with `accumulate`, with the gemm
-/// crate, for `dst` row-major `[m, n]`, `lhs` `[m, k]` and `rhs` `[k, n]`, on the calling
-/// thread or the pool as `parallelism` says. In wasm, unscaled products with a row-major
-/// `rhs` take the SIMD128 kernels of [`simd128`] instead. Panics (a bug, not bad input) if an
-/// operand is smaller than its view.
+/// What a matrix product's output starts from before the product is added to it.
+#[derive(Debug, Clone, Copy)]
+enum Start<'a> {
+    /// The values `dst` holds: the product accumulates onto them.
+    Dst,
+    /// Zero: `dst`'s values are overwritten.
+    Zero,
+    /// Every row a copy of this one (a `Linear` bias, `n` values).
+    Rows(&'a [f32]),
+}
+
+/// `dst = start + scale · lhs · rhs` with the gemm crate, for `dst` row-major `[m, n]`,
+/// `lhs` `[m, k]` and `rhs` `[k, n]`, on the calling thread or the pool as `parallelism`
+/// says. In wasm, unscaled products with a row-major `rhs` take the SIMD128 kernels of
+/// [`simd128`] instead, which fill in `start` inside their parallel tasks. Panics (a bug,
+/// not bad input) if an operand is smaller than its view or a start row is not `n` long.
 fn matmul_into(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
@@ -145,20 +156,30 @@ fn matmul_into(
     rhs: Strided,
     scale: f32,
     parallelism: Parallelism,
-    accumulate: bool,
+    start: Start,
 ) {
     assert!(
-        dst.len() >= m * n && lhs.holds(m, k) && rhs.holds(k, n),
+        dst.len() >= m * n
+            && lhs.holds(m, k)
+            && rhs.holds(k, n)
+            && !matches!(start, Start::Rows(row) if row.len() != n),
         "matmul_into operands smaller than [{m}, {k}] × [{k}, {n}]"
     );
     #[cfg(target_arch = "wasm32")]
     if rhs.col_stride == 1 && scale == 1.0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
         let parallel = !matches!(parallelism, Parallelism::None);
-        return simd128::matmul_acc(dst, (m, n, k), lhs, rhs, parallel);
+        return simd128::matmul(dst, (m, n, k), lhs, rhs, start, parallel);
     }
+    let accumulate = match start {
+        Start::Dst => true,
+        Start::Zero => false,
+        Start::Rows(row) => {
+            for dst_row in dst[..m * n].chunks_exact_mut(n) {
+                dst_row.copy_from_slice(row);
+            }
+            true
+        }
+    };
     // SAFETY: the assertion keeps every element gemm reads or writes inside its slice.
     unsafe {
         gemm(

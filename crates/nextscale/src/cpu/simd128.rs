@@ -21,7 +21,7 @@
 use core::arch::wasm32::{f32x4_add, f32x4_splat, v128, v128_load, v128_store};
 use rayon::prelude::*;
 
-use super::Strided;
+use super::{Start, Strided};
 
 /// f32 values per SIMD128 register.
 const LANES: usize = 4;
@@ -61,29 +61,53 @@ fn madd(a: v128, b: v128, c: v128) -> v128 {
     f32x4_add(c, core::arch::wasm32::f32x4_mul(a, b))
 }
 
-/// `dst[m, n] += lhs[m, k] · rhs[k, n]`, `dst` row-major, `rhs` row-major (its
-/// `col_stride` 1), on the pool when `parallel` and the product is large enough. Panics (a
-/// bug, not bad input) if an operand is smaller than its view or `rhs` is not row-major.
-pub(super) fn matmul_acc(
+/// `dst[m, n] = start + lhs[m, k] · rhs[k, n]`, `dst` row-major, `rhs` row-major (its
+/// `col_stride` 1), on the pool when `parallel` and the product is large enough; each task
+/// fills in `start` for its own columns. Panics (a bug, not bad input) if an operand is
+/// smaller than its view, `rhs` is not row-major or a start row is not `n` long.
+pub(super) fn matmul(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: Strided,
     rhs: Strided,
+    start: Start,
     parallel: bool,
 ) {
     assert!(
-        rhs.col_stride == 1 && dst.len() >= m * n && lhs.holds(m, k) && rhs.holds(k, n),
-        "simd128::matmul_acc operands do not match [{m}, {k}] × [{k}, {n}]"
+        rhs.col_stride == 1
+            && dst.len() >= m * n
+            && lhs.holds(m, k)
+            && rhs.holds(k, n)
+            && !matches!(start, Start::Rows(row) if row.len() != n),
+        "simd128::matmul operands do not match [{m}, {k}] × [{k}, {n}]"
     );
-    if m == 0 || n == 0 || k == 0 {
+    let dst = &mut dst[..m * n];
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for row in dst.chunks_exact_mut(n) {
+            start.fill(row, 0);
+        }
         return;
     }
     let parallel = parallel && m * n * k >= PARALLEL_WORK && rayon::current_num_threads() > 1;
-    let dst = &mut dst[..m * n];
     if m <= MAX_BAND_ROWS {
-        banded(dst, (m, n, k), lhs, rhs, parallel);
+        banded(dst, (m, n, k), lhs, rhs, start, parallel);
     } else {
-        packed(dst, (m, n, k), lhs, rhs, parallel);
+        packed(dst, (m, n, k), lhs, rhs, start, parallel);
+    }
+}
+
+impl Start<'_> {
+    /// Sets `dst`, columns `j0..j0 + dst.len()` of one output row, to what the output starts
+    /// from (leaves it for [`Start::Dst`]).
+    fn fill(self, dst: &mut [f32], j0: usize) {
+        match self {
+            Start::Dst => {}
+            Start::Zero => dst.fill(0.0),
+            Start::Rows(row) => dst.copy_from_slice(&row[j0..j0 + dst.len()]),
+        }
     }
 }
 
@@ -99,19 +123,28 @@ impl Strided<'_> {
 
 /// The packed kernel: each column chunk of `rhs` is packed, [`DEPTH_BLOCK`] rows at a time,
 /// into panels of 16 columns, contiguous down their rows; then every pair of `lhs` rows
-/// runs down each panel. Chunks run in parallel, each packing only its own columns, so no
-/// thread waits on another's packing.
+/// runs down each panel. Chunks run in parallel, each filling in `start` and packing only
+/// for its own columns, so no thread waits on another's packing.
 fn packed(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: Strided,
     rhs: Strided,
+    start: Start,
     parallel: bool,
 ) {
     let width = n / LANES * LANES;
     let out = OutPtr(dst.as_mut_ptr());
     // Columns `j_start..j_end` of every row; `out` writes no other column.
     let columns = |(j_start, j_end): (usize, usize)| {
+        for r in 0..m {
+            // SAFETY: row `r`'s columns `j_start..j_end` lie inside `dst`, and only this
+            // task touches them.
+            let row = unsafe {
+                core::slice::from_raw_parts_mut(out.at(r * n + j_start), j_end - j_start)
+            };
+            start.fill(row, j_start);
+        }
         let mut panels = vec![0.0f32; (j_end - j_start) * DEPTH_BLOCK];
         for k0 in (0..k).step_by(DEPTH_BLOCK) {
             let depth = DEPTH_BLOCK.min(k - k0);
@@ -131,7 +164,7 @@ fn packed(
                         depth,
                     };
                     // SAFETY: the tile's rows, columns and depth lie inside `dst`, `lhs` and
-                    // the panel (`matmul_acc`'s assertion and the bounds above), and its
+                    // the panel (`matmul`'s assertion and the bounds above), and its
                     // columns inside this task's `j_start..j_end`.
                     unsafe { tile.run(2.min(m - r), cols / LANES) };
                 }
@@ -153,7 +186,12 @@ fn packed(
             columns((j, (j + MAX_CHUNK).min(width)));
         }
     }
-    scalar_columns(dst, (m, n), lhs, rhs, (width, n), (0, k));
+    if width < n {
+        for row in dst.chunks_exact_mut(n) {
+            start.fill(&mut row[width..], width);
+        }
+        scalar_columns(dst, (m, n), lhs, rhs, (width, n), (0, k));
+    }
 }
 
 /// Copies `rhs[k0..k0 + depth, j_start..j_end]` (a multiple of 4 columns) into `panels`:
@@ -213,30 +251,35 @@ impl OutPtr {
 
 /// The banded kernel for few rows: bands of output columns sized to stay in L1, each
 /// accumulated in its own buffer while `rhs` is read in place, [`BAND_DEPTH`] rows at a
-/// time; bands in parallel.
+/// time; bands in parallel, at least four per thread for balance.
 fn banded(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: Strided,
     rhs: Strided,
+    start: Start,
     parallel: bool,
 ) {
     let band_cols = (BAND_BYTES / (4 * m)).next_multiple_of(PANEL).max(PANEL);
     let band_cols = if parallel {
-        band_cols.min(n.div_ceil(2).next_multiple_of(PANEL))
+        let balanced = n / (4 * rayon::current_num_threads());
+        band_cols.min(balanced.next_multiple_of(PANEL).max(PANEL))
     } else {
         band_cols
     };
-    let start: &[f32] = dst;
+    let held: &[f32] = dst;
     let band = |j0: usize| {
         let cols = band_cols.min(n - j0);
         let vecs = cols / LANES;
         let width = vecs * LANES;
-        // The band's outputs, `[m, cols]`, start from what `dst` holds.
-        let mut acc: Vec<f32> = (0..m)
-            .flat_map(|r| &start[r * n + j0..r * n + j0 + cols])
-            .copied()
-            .collect();
+        // The band's outputs, `[m, cols]`, from `start`.
+        let mut acc = vec![0.0f32; m * cols];
+        for (r, row) in acc.chunks_exact_mut(cols).enumerate() {
+            match start {
+                Start::Dst => row.copy_from_slice(&held[r * n + j0..r * n + j0 + cols]),
+                _ => start.fill(row, j0),
+            }
+        }
         for k0 in (0..k).step_by(BAND_DEPTH) {
             let depth = BAND_DEPTH.min(k - k0);
             for r0 in (0..m).step_by(2) {
@@ -251,7 +294,7 @@ fn banded(
                         rhs_stride: rhs.row_stride,
                         depth,
                     };
-                    // SAFETY: the tile lies inside `acc`, `lhs` and `rhs` (see `matmul_acc`).
+                    // SAFETY: the tile lies inside `acc`, `lhs` and `rhs` (see `matmul`).
                     unsafe { tile.run(rows, TILE_VECS.min(vecs - v0)) };
                 }
             }
