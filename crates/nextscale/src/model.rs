@@ -171,13 +171,79 @@ pub fn expected_tensors(
     Ok(all)
 }
 
+/// Refuses a config whose counts need more than the file holds, before anything is built
+/// from them: every transformer block, VQ-VAE residual block and φ convolution has tensors
+/// of its own, so `depth`, `num_res_blocks` per level and the φ count are each at most the
+/// file's tensor count; and the position embedding holds `L·C` values (`L` tokens over every
+/// scale), at most the file's values. (Widths and sizes are then checked tensor by tensor.)
+pub fn check_counts(config: &ModelConfig, shapes: &BTreeMap<String, Vec<usize>>) -> Result<()> {
+    let held = shapes.len();
+    let values = shapes
+        .values()
+        .map(|s| s.iter().fold(1usize, |n, &d| n.saturating_mul(d)))
+        .fold(0usize, usize::saturating_add);
+    let seq_len = config
+        .patch_nums
+        .iter()
+        .fold(0usize, |n, &p| n.saturating_add(p.saturating_mul(p)));
+    let levels = config.ch_mult.len();
+    let checks = [
+        (
+            format!("depth {}", config.depth),
+            config.depth,
+            held,
+            "tensors",
+        ),
+        (
+            format!(
+                "num_res_blocks {} at {levels} levels",
+                config.num_res_blocks
+            ),
+            config.num_res_blocks.saturating_mul(levels),
+            held,
+            "tensors",
+        ),
+        (
+            format!(
+                "share_quant_resi {} ({} φ convolutions)",
+                config.share_quant_resi,
+                config.num_phi()
+            ),
+            config.num_phi(),
+            held,
+            "tensors",
+        ),
+        (
+            format!(
+                "patch_nums ({seq_len} tokens) at width {}",
+                config.embed_dim
+            ),
+            seq_len.saturating_mul(config.embed_dim),
+            values,
+            "values",
+        ),
+    ];
+    for (what, count, limit, unit) in checks {
+        if count > limit {
+            return Err(Error::Config(format!(
+                "{what} would need more {unit} than the file's {limit}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a checkpoint's tensors against what the inferred config implies: every expected
 /// tensor present with its shape, nothing else but derived buffers. Returns the expected map.
+///
+/// The config's counts are first bounded by the file's own size (see [`check_counts`]), so
+/// that no config value makes this loop or allocate past what the file holds.
 pub fn check_layout(
     shapes: &BTreeMap<String, Vec<usize>>,
     config: &ModelConfig,
     device: &Device,
 ) -> Result<BTreeMap<String, Vec<usize>>> {
+    check_counts(config, shapes)?;
     let expected = expected_tensors(config, device)?;
     for (name, shape) in &expected {
         match shapes.get(name) {

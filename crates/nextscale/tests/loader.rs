@@ -117,6 +117,60 @@ fn malformed_files_give_typed_errors() {
     assert!(matches!(err(&missing), Error::MissingTensor(n) if n == "var.blocks.1.ffn.fc2.weight"));
 }
 
+/// A config whose block counts the file cannot hold (`depth` 10,000,000 or
+/// `share_quant_resi` 100,000,000 hung the loader for over 20 s and took 6–7 GB building the
+/// names it expected) is refused at once, naming the field, before anything is built; so is
+/// one just past what the file holds, and scales whose tokens the position embedding cannot
+/// hold.
+#[test]
+fn block_counts_are_bounded_by_the_file() {
+    let dev = Device::flex();
+    let (config, bytes) = common::fixture_parts("var-tiny-a");
+    let held = safetensors::SafeTensors::deserialize(&bytes).unwrap().len();
+    let with = |edit: &dyn Fn(&mut nextscale::ModelConfig)| {
+        let mut c = config.clone();
+        edit(&mut c);
+        let meta = HashMap::from([(CONFIG_METADATA_KEY.to_string(), c.to_json())]);
+        let file = rewrite(&bytes, meta, |_| true, |n| n.to_string());
+        Model::from_safetensors(&file, &dev).unwrap_err()
+    };
+    for (edit, field) in [
+        (
+            &(|c: &mut nextscale::ModelConfig| c.depth = 10_000_000) as &dyn Fn(&mut _),
+            "depth",
+        ),
+        (
+            &|c: &mut nextscale::ModelConfig| c.depth = held + 1,
+            "depth",
+        ),
+        (
+            &|c: &mut nextscale::ModelConfig| c.num_res_blocks = 10_000_000,
+            "num_res_blocks",
+        ),
+        (
+            &|c: &mut nextscale::ModelConfig| c.share_quant_resi = 100_000_000,
+            "share_quant_resi",
+        ),
+    ] {
+        let err = with(edit);
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains(field) && m.contains(&held.to_string())),
+            "{field}: {err}"
+        );
+    }
+    let values: usize = safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .tensors()
+        .iter()
+        .map(|(_, t)| t.shape().iter().product::<usize>())
+        .sum();
+    let err = with(&|c| c.patch_nums = [vec![1; 200_000], vec![2, 3, 4]].concat());
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("patch_nums (200029 tokens)") && m.contains(&values.to_string())),
+        "patch_nums: {err}"
+    );
+}
+
 #[test]
 fn distilled_decoding_files_are_refused_clearly() {
     let dir = common::fixtures().join("dd-tiny-a");
