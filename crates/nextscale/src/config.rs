@@ -378,9 +378,12 @@ impl ModelConfig {
         1 << (self.ch_mult.len() - 1)
     }
 
-    /// Total token count L over all scales.
+    /// Total token count L over all scales (saturating, so that a config not yet checked
+    /// against its file cannot overflow it).
     pub fn seq_len(&self) -> usize {
-        self.patch_nums.iter().map(|p| p * p).sum()
+        self.patch_nums
+            .iter()
+            .fold(0usize, |n, &p| n.saturating_add(p.saturating_mul(p)))
     }
 
     /// Side of the finest token map (= the latent f_hat side).

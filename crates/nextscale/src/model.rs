@@ -182,10 +182,7 @@ pub fn check_counts(config: &ModelConfig, shapes: &BTreeMap<String, Vec<usize>>)
         .values()
         .map(|s| s.iter().fold(1usize, |n, &d| n.saturating_mul(d)))
         .fold(0usize, usize::saturating_add);
-    let seq_len = config
-        .patch_nums
-        .iter()
-        .fold(0usize, |n, &p| n.saturating_add(p.saturating_mul(p)));
+    let seq_len = config.seq_len();
     let levels = config.ch_mult.len();
     let checks = [
         (
