@@ -52,6 +52,9 @@ pub enum Error {
     /// A class name the model does not know.
     #[error("unknown class `{0}`")]
     UnknownClass(String),
+    /// An input image cannot be decoded, is empty or exceeds the decoding limits.
+    #[error("bad image: {0}")]
+    BadImage(String),
     /// A request option is invalid (NaN, negative, out of range, ...).
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -82,6 +85,7 @@ impl Error {
             Error::ClassOutOfRange { .. }
             | Error::UnknownClass(_)
             | Error::BadRequest(_)
+            | Error::BadImage(_)
             | Error::NoEncoder => "E_BAD_REQUEST",
             Error::Aborted => "E_ABORTED",
             Error::Backend(_) => "E_BACKEND",

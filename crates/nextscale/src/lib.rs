@@ -7,15 +7,15 @@
 //! and checks every `crate::` path in `src/` against it):
 //!
 //! ```text
-//! 8 | parity convert train                          | reference checks, checkpoint conversion, training
-//! 7 | pipeline                                      | generation scale by scale, as a stream of events
-//! 6 | model                                         | one model file: tokenizer, transformer, student
-//! 5 | dd preview edit                               | the distilled student; previews of f_hat; zero-shot edit masks
-//! 4 | vqvae var classifier                          | the networks
-//! 3 | nn                                            | the layers the networks share
-//! 2 | cpu                                           | host kernels for the flex CPU device
-//! 1 | config weights sampler resample readback dataset | config, tensor files, sampling, resampling, host reads
-//! 0 | error activation                              | typed errors, activation constants
+//! 8 | parity convert train                                          | reference checks, checkpoint conversion, training
+//! 7 | pipeline                                                      | generation scale by scale, as a stream of events
+//! 6 | model                                                         | one model file: tokenizer, transformer, student
+//! 5 | dd preview edit                                               | the distilled student; previews of f_hat; zero-shot edit masks
+//! 4 | vqvae var classifier                                          | the networks
+//! 3 | nn                                                            | the layers the networks share
+//! 2 | cpu                                                           | host kernels for the flex CPU device
+//! 1 | config weights sampler resample readback dataset input_image  | config, tensor files, sampling, resampling, host reads, input images
+//! 0 | error activation                                              | typed errors, activation constants
 //! ```
 //!
 //! - [`config`]: hyper-parameters and metadata of a model file.
@@ -25,6 +25,7 @@
 //! - [`edit`]: zero-shot in-painting, out-painting and class editing.
 //! - [`pipeline`]: scale-by-scale generation with streamed events.
 //! - [`parity`]: comparison against the official reference fixtures.
+//! - `input_image` (feature `image`): PNG input decoded under limits, squared, on white.
 //! - [`dataset`], [`train`]: the training data set file and training losses.
 
 pub mod activation;
@@ -36,6 +37,8 @@ pub mod dataset;
 pub mod dd;
 pub mod edit;
 pub mod error;
+#[cfg(feature = "image")]
+pub mod input_image;
 pub mod model;
 pub mod nn;
 pub mod parity;

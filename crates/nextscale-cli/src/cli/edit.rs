@@ -6,14 +6,14 @@
 //! and masks are in that square. `input.png` in the output directory is the image as the
 //! model sees it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
-use image::imageops::FilterType;
 use nextscale::edit::{Edit, EditBox, keep_from_pixels};
+use nextscale::input_image::{decode_png, on_white, square};
 use nextscale::pipeline::{GenerateRequest, Generation};
 use nextscale::preview::RgbaImage;
 
@@ -47,8 +47,8 @@ pub struct EditArgs {
     /// Seed of the first edit; edit i uses seed + i.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Number of edits (different seeds) of the same image.
-    #[arg(long, default_value_t = 1)]
+    /// Number of edits (different seeds) of the same image, one batch (at most 64).
+    #[arg(long, value_parser = super::batch_size, default_value_t = 1)]
     count: usize,
     #[command(flatten)]
     sampling: SamplingArgs,
@@ -76,36 +76,13 @@ pub fn parse_box(text: &str) -> Result<EditBox, String> {
     EditBox::new(edges).map_err(|e| e.to_string())
 }
 
-/// A PNG decoded, composited on white, centre-cropped to a square and resized to `size`.
-fn load_square(path: &PathBuf, size: usize) -> Result<image::RgbaImage> {
-    let decoded = image::open(path)
-        .with_context(|| format!("reading image {}", path.display()))?
-        .to_rgba8();
-    let (w, h) = decoded.dimensions();
-    if w == 0 || h == 0 {
-        bail!("image {} is empty", path.display());
-    }
-    let side = w.min(h);
-    let square =
-        image::imageops::crop_imm(&decoded, (w - side) / 2, (h - side) / 2, side, side).to_image();
-    Ok(image::imageops::resize(
-        &square,
-        size as u32,
-        size as u32,
-        FilterType::CatmullRom,
-    ))
-}
-
-/// The image composited on white, as the training images were.
-fn on_white(mut img: image::RgbaImage) -> image::RgbaImage {
-    for px in img.pixels_mut() {
-        let alpha = px[3] as f32 / 255.0;
-        for c in 0..3 {
-            px[c] = (px[c] as f32 * alpha + 255.0 * (1.0 - alpha)).round() as u8;
-        }
-        px[3] = 255;
-    }
-    img
+/// A PNG file decoded (under the core's limits), centre-cropped to a square and resized to
+/// `size`.
+fn load_square(path: &Path, size: usize) -> Result<image::RgbaImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading image {}", path.display()))?;
+    let decoded =
+        decode_png(&bytes).with_context(|| format!("reading image {}", path.display()))?;
+    Ok(square(&decoded, size)?)
 }
 
 /// An opaque image as `[1, 3, H, W]` in [-1, 1].
@@ -141,11 +118,6 @@ pub fn run(args: EditArgs) -> Result<ExitCode> {
     let model = load::model(&args.model, &device)?;
     let config = &model.config;
     let label = parse_label(config, &args.class)?;
-    anyhow::ensure!(
-        (1..=nextscale::pipeline::MAX_BATCH).contains(&args.count),
-        "--count must be in 1..={}",
-        nextscale::pipeline::MAX_BATCH
-    );
     let size = config.image_size;
     let input = on_white(load_square(&args.image, size)?);
     let big = config.latent_size();
@@ -192,7 +164,7 @@ pub fn run(args: EditArgs) -> Result<ExitCode> {
             input_idx: vec![edit.input_idx[0].clone(); args.count],
             keep: edit.keep.clone(),
         }),
-        ..GenerateRequest::new(None, 1, args.seed).with_sampling(args.sampling.resolve(config))
+        ..GenerateRequest::new(None, 1, args.seed).with_sampling(args.sampling.resolve(config)?)
     };
     let generation = Generation::new(&model, request)?;
     let written = write_generation(generation, &args.output.out, &tag, args.seed, &bar)?;
