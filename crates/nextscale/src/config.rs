@@ -427,6 +427,19 @@ impl ModelConfig {
         }
     }
 
+    /// Checks a top-k that a user asked for: at most V (0 keeps every token). A model's own
+    /// default may exceed a small V, where it keeps every token too.
+    pub fn check_top_k(&self, top_k: usize) -> Result<usize> {
+        if top_k <= self.vocab_size {
+            Ok(top_k)
+        } else {
+            Err(Error::BadRequest(format!(
+                "top-k {top_k} is more than the model's {} tokens (0 keeps every token)",
+                self.vocab_size
+            )))
+        }
+    }
+
     /// Name of a class, or its number when the model has no names.
     pub fn class_name(&self, label: usize) -> String {
         self.class_names

@@ -21,13 +21,13 @@ pub struct BenchArgs {
     #[arg(long)]
     random: Option<String>,
     /// Timed runs.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_parser = super::positive, default_value_t = 3)]
     runs: usize,
     /// Untimed warm-up runs.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
     /// Images per run.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_parser = super::batch_size, default_value_t = 1)]
     batch: usize,
     #[command(flatten)]
     sampling: SamplingArgs,
@@ -82,7 +82,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         _ => bail!("give --model PATH or --random dNN"),
     };
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
-    let sampling = args.sampling.resolve(&model.config);
+    let sampling = args.sampling.resolve(&model.config)?;
     let request = GenerateRequest {
         labels: (0..args.batch)
             .map(|i| Some(i % model.config.num_classes))

@@ -43,10 +43,10 @@ pub struct DistillArgs {
     #[arg(long, default_value = "runs/dd")]
     out: PathBuf,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, value_parser = super::positive, default_value_t = 1500)]
     steps: usize,
     /// Pairs per step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, value_parser = super::positive, default_value_t = 32)]
     batch: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 5e-4)]

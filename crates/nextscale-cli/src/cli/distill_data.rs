@@ -26,7 +26,7 @@ pub struct DistillDataArgs {
     #[arg(long, default_value = "data/distill.safetensors")]
     out: PathBuf,
     /// Pairs in total.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, value_parser = super::positive, default_value_t = 8192)]
     count: usize,
     /// Noise seed of the first pair.
     #[arg(long, default_value_t = 0)]
@@ -45,7 +45,7 @@ pub struct DistillDataArgs {
     #[arg(long, default_value_t = 32)]
     flow_steps: usize,
     /// Sequences per teacher pass.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, value_parser = super::batch_size, default_value_t = 32)]
     batch: usize,
     /// Pairs between saves.
     #[arg(long, default_value_t = 1024)]

@@ -37,10 +37,10 @@ pub struct ScoringArgs {
     #[arg(long, default_value = DEFAULT_CLASSIFIER)]
     pub classifier: PathBuf,
     /// Samples per class.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, value_parser = super::positive, default_value_t = 32)]
     pub per_class: usize,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, value_parser = super::batch_size, default_value_t = 32)]
     pub batch: usize,
 }
 
@@ -398,7 +398,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let device = Device::flex();
     let reference = Reference::load(&scoring.data, &scoring.classifier, &device)?;
     let model = load::model(&scoring.model, &device)?;
-    let sampling = args.sampling.resolve(&model.config);
+    let sampling = args.sampling.resolve(&model.config)?;
     let name = scoring.model.display().to_string();
     let mut report = match args.inpaint {
         Some(edit_box) => {

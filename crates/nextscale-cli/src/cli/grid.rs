@@ -22,7 +22,7 @@ pub struct GridArgs {
     #[arg(long, default_value = DEFAULT_MODEL)]
     model: PathBuf,
     /// Samples per class (seeds `seed`, `seed + 1`, …).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, value_parser = super::positive, default_value_t = 8)]
     per_class: usize,
     /// Seed of the first column.
     #[arg(long, default_value_t = 0)]
@@ -44,9 +44,10 @@ pub struct GridArgs {
 /// Runs `nextscale grid`.
 pub fn run(args: GridArgs) -> Result<ExitCode> {
     let model = load::model(&args.model, &Device::flex())?;
+    let sampling = args.sampling.resolve(&model.config)?;
     let request = |class: usize| {
-        let mut r = GenerateRequest::new(Some(class), args.per_class, args.seed)
-            .with_sampling(args.sampling.resolve(&model.config));
+        let mut r =
+            GenerateRequest::new(Some(class), args.per_class, args.seed).with_sampling(sampling);
         r.mode = args.sampling.mode();
         r
     };

@@ -24,7 +24,7 @@ mod tune_sampling;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use nextscale::pipeline::Mode;
 use nextscale::{ModelConfig, Sampling};
 
@@ -75,28 +75,64 @@ pub enum ModeArg {
 #[derive(Args, Debug, Clone, Copy)]
 pub struct SamplingArgs {
     /// Classifier-free guidance strength [default: the model's recommendation, else 1.5].
-    #[arg(long)]
+    #[arg(long, value_parser = non_negative)]
     pub cfg: Option<f64>,
     /// Keep the k most likely tokens, 0 for all [default: the model's, else 900].
     #[arg(long)]
     pub top_k: Option<usize>,
-    /// Nucleus sampling mass, 0 for off [default: the model's, else 0.96].
-    #[arg(long)]
+    /// Nucleus sampling mass in [0, 1], 0 for off [default: the model's, else 0.96].
+    #[arg(long, value_parser = unit_interval)]
     pub top_p: Option<f64>,
     /// Sampler (dd1/dd2 need a model file with a distilled student).
     #[arg(long, value_enum, default_value_t = ModeArg::Var)]
     pub mode: ModeArg,
 }
 
+/// Parses a finite number ≥ 0 (`--cfg`).
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{text}` is not a finite number ≥ 0")),
+    }
+}
+
+/// Parses a number in [0, 1] (`--top-p`).
+fn unit_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{text}` is not a number in [0, 1]")),
+    }
+}
+
+/// Parses an integer ≥ 1 (counts, steps, batches).
+fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => Err(format!("`{text}` is not an integer ≥ 1")),
+    }
+}
+
+/// Parses a generation batch: an integer in 1..=[`MAX_BATCH`](nextscale::pipeline::MAX_BATCH).
+fn batch_size(text: &str) -> Result<usize, String> {
+    let max = nextscale::pipeline::MAX_BATCH;
+    match text.parse::<usize>() {
+        Ok(v) if (1..=max).contains(&v) => Ok(v),
+        _ => Err(format!("`{text}` is not an integer in 1..={max}")),
+    }
+}
+
 impl SamplingArgs {
-    /// The settings given, the rest from `config`'s default sampling.
-    pub fn resolve(&self, config: &ModelConfig) -> Sampling {
+    /// The settings given (a top-k at most V), the rest from `config`'s default sampling.
+    pub fn resolve(&self, config: &ModelConfig) -> nextscale::Result<Sampling> {
         let default = config.default_sampling();
-        Sampling {
+        Ok(Sampling {
             cfg: self.cfg.unwrap_or(default.cfg),
-            top_k: self.top_k.unwrap_or(default.top_k),
+            top_k: match self.top_k {
+                Some(k) => config.check_top_k(k)?,
+                None => default.top_k,
+            },
             top_p: self.top_p.unwrap_or(default.top_p),
-        }
+        })
     }
 
     /// The core's mode.
@@ -152,9 +188,20 @@ enum Command {
     TuneSampling(tune_sampling::TuneSamplingArgs),
 }
 
-/// Parses the command line and runs it; errors print their chain and exit non-zero.
+/// Exit code of a command line that does not parse (clap's, and the BSD `EX_USAGE` custom).
+const USAGE: u8 = 2;
+
+/// Parses the command line and runs it. A command line that does not parse prints one line
+/// and exits 2; a run that fails prints its error chain on one line and exits 1.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprintln!("{}", usage_line(&e));
+            return ExitCode::from(USAGE);
+        }
+    };
     let result = match cli.command {
         Command::Sample(args) => sample::run(args),
         Command::Edit(args) => edit::run(args),
@@ -176,8 +223,25 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Clap's error as one line: its first paragraph (the error, and the arguments it names),
+/// then where the usage is.
+fn usage_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let first = one_line(rendered.split("\n\n").next().unwrap_or_default());
+    let command = std::env::args()
+        .nth(1)
+        .filter(|a| Cli::command().find_subcommand(a).is_some())
+        .map_or("nextscale".to_string(), |sub| format!("nextscale {sub}"));
+    format!("{first} (see `{command} --help`)")
+}
+
+/// A message on one line: line breaks become spaces.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -25,10 +25,10 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Number of images.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_parser = super::positive, default_value_t = 1)]
     count: usize,
     /// Images per forward pass (default: all, at most 16).
-    #[arg(long)]
+    #[arg(long, value_parser = super::batch_size)]
     batch: Option<usize>,
     #[command(flatten)]
     sampling: SamplingArgs,
@@ -93,8 +93,13 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
     let config = &model.config;
     let label = parse_label(config, &args.class)?;
     let tag = label_tag(config, label);
-    anyhow::ensure!(args.count > 0, "--count must be at least 1");
-    let batch = args.batch.unwrap_or(args.count.min(16)).max(1);
+    anyhow::ensure!(
+        args.seed.checked_add(args.count as u64).is_some(),
+        "--seed {} with --count {} runs past the largest seed",
+        args.seed,
+        args.count
+    );
+    let batch = args.batch.unwrap_or(args.count.min(16));
     args.output.create_dir()?;
     let scales = config.patch_nums.len();
     let bar = progress::bar((args.count.div_ceil(batch) * scales) as u64, "sampling");
@@ -107,7 +112,7 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
             seed,
             preview: args.output.preview(),
             mode: args.sampling.mode(),
-            ..GenerateRequest::new(None, 1, 0).with_sampling(args.sampling.resolve(config))
+            ..GenerateRequest::new(None, 1, 0).with_sampling(args.sampling.resolve(config)?)
         };
         request.sampling.more_smooth = args.more_smooth;
         let generation = Generation::new(&model, request)?;

@@ -50,10 +50,10 @@ pub struct TrainClassifierArgs {
     #[arg(long, default_value = DEFAULT_CLASSIFIER)]
     out: PathBuf,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, value_parser = super::positive, default_value_t = 1000)]
     steps: usize,
     /// Images per step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_parser = super::positive, default_value_t = 64)]
     batch: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 2e-3)]

@@ -43,10 +43,10 @@ pub struct TrainVarArgs {
     #[arg(long, default_value = "runs/var")]
     out: PathBuf,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, value_parser = super::positive, default_value_t = 1500)]
     steps: usize,
     /// Sequences per step (class-balanced).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, value_parser = super::positive, default_value_t = 32)]
     batch: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 6e-4)]

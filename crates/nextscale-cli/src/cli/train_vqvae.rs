@@ -34,14 +34,14 @@ pub struct TrainVqvaeArgs {
     #[arg(long, default_value = "runs/vqvae")]
     out: PathBuf,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, value_parser = super::positive, default_value_t = 1500)]
     steps: usize,
     /// Stop after this step, with the learning-rate schedule still spanning `--steps`; the
     /// same command without it resumes the run.
     #[arg(long)]
     until: Option<usize>,
     /// Images per step (class-balanced).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, value_parser = super::positive, default_value_t = 32)]
     batch: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 1e-3)]
