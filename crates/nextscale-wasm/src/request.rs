@@ -5,7 +5,7 @@ use nextscale::pipeline::Mode;
 use nextscale::preview::RgbaImage;
 use nextscale::{GenerateRequest, Model, PreviewMode, Timings};
 use serde::Deserialize;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsValue;
 
 use crate::error::BindingError;
 
@@ -60,23 +60,33 @@ pub struct GenerateOptions {
 }
 
 impl GenerateOptions {
-    /// Reads the options from a JS object.
+    /// Reads the options from a JS object (through [`Self::from_value`]).
     pub fn from_js(value: JsValue) -> Result<Self, BindingError> {
-        if value.is_undefined() || value.is_null() {
-            return Ok(Self::default());
-        }
-        // serde-wasm-bindgen reads only the fields it knows, so check the rest here.
-        if let Some(object) = value.dyn_ref::<Object>() {
-            for key in Object::keys(object).iter().filter_map(|k| k.as_string()) {
-                if !OPTION_KEYS.contains(&key.as_str()) {
-                    return Err(BindingError::bad_request(format!(
-                        "unknown generate option `{key}`; known: {}",
-                        OPTION_KEYS.join(", ")
-                    )));
-                }
+        let value: serde_json::Value = serde_wasm_bindgen::from_value(value)
+            .map_err(|e| BindingError::bad_request(format!("generate options: {e}")))?;
+        Self::from_value(value)
+    }
+
+    /// Reads the options from JSON: `null` or an object of the known keys, where a `null`
+    /// value is the same as an absent key.
+    pub fn from_value(value: serde_json::Value) -> Result<Self, BindingError> {
+        let mut object = match value {
+            serde_json::Value::Null => return Ok(Self::default()),
+            serde_json::Value::Object(object) => object,
+            other => {
+                return Err(BindingError::bad_request(format!(
+                    "generate options must be an object, not {other}"
+                )));
             }
+        };
+        if let Some(key) = object.keys().find(|k| !OPTION_KEYS.contains(&k.as_str())) {
+            return Err(BindingError::bad_request(format!(
+                "unknown generate option `{key}`; known: {}",
+                OPTION_KEYS.join(", ")
+            )));
         }
-        serde_wasm_bindgen::from_value(value)
+        object.retain(|_, v| !v.is_null());
+        serde_json::from_value(object.into())
             .map_err(|e| BindingError::bad_request(format!("generate options: {e}")))
     }
 
@@ -89,7 +99,7 @@ impl GenerateOptions {
             request.cfg = cfg;
         }
         if let Some(top_k) = self.top_k {
-            request.sampling.top_k = top_k;
+            request.sampling.top_k = model.config.check_top_k(top_k)?;
         }
         if let Some(top_p) = self.top_p {
             request.sampling.top_p = top_p;
