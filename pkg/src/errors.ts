@@ -27,6 +27,12 @@ export function codeOf(error: unknown): ErrorCode {
   return typeof code === 'string' && CODES.includes(code) ? (code as ErrorCode) : 'E_BACKEND';
 }
 
+/** An `Error` with a `code`, the form errors take inside the worker (the wasm engine throws
+ * them so too) before they cross to the page as a code and a message. */
+export function coded(code: ErrorCode, message: string): Error {
+  return Object.assign(new Error(message), { code });
+}
+
 /** The message of anything thrown. */
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

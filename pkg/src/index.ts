@@ -23,8 +23,18 @@ class FrameStream {
     this.notify();
   }
 
+  /** Ends the stream after the frames it holds, with `error` if there is one. */
   end(error: NextscaleError | null): void {
     if (this.ended) return;
+    this.ended = true;
+    this.error = error;
+    this.notify();
+  }
+
+  /** Ends the stream at the consumer's next step with `error`, dropping the frames it has
+   * not read yet (an abort, a disposal, a crash). */
+  fail(error: NextscaleError): void {
+    this.frames.length = 0;
     this.ended = true;
     this.error = error;
     this.notify();
@@ -81,8 +91,13 @@ export class Engine {
 
   /**
    * Generates one image and yields a frame after every scale (the preview the options ask
-   * for), ending with the final image (`final: true`). Throws a {@link NextscaleError}:
-   * `E_BAD_REQUEST` for bad options, `E_ABORTED` after `signal` aborts.
+   * for), ending with the final image (`final: true`). One engine runs one generation (or
+   * edit) at a time: a call while another runs is queued, and starts when the earlier ones
+   * end, in call order. Throws a {@link NextscaleError}: `E_BAD_REQUEST` for bad options
+   * (at the call), `E_ABORTED` after `signal` aborts (at the call when it already has),
+   * `E_DISPOSED` after {@link Engine.dispose} (at the call) or when it interrupts the
+   * generation, `E_BACKEND` when the backend fails (a lost WebGPU device: every later
+   * generation too).
    */
   generate(options: GenerateOptions = {}): AsyncGenerator<Frame, void, undefined> {
     return this.start(checkGenerateOptions(options), options.signal, undefined);
@@ -111,7 +126,14 @@ export class Engine {
     const id = this.nextId++;
     const stream = new FrameStream();
     this.streams.set(id, stream);
-    const abort = () => this.post({ type: 'abort', id });
+    // The worker stops at its next step; the consumer hears nothing more of this id.
+    const stop = () => {
+      if (this.streams.delete(id)) this.post({ type: 'abort', id });
+    };
+    const abort = () => {
+      stream.fail(new NextscaleError('E_ABORTED', 'generation aborted'));
+      stop();
+    };
     signal?.addEventListener('abort', abort, { once: true });
     const transfer: Transferable[] = [];
     if (edit) {
@@ -120,16 +142,13 @@ export class Engine {
     }
     this.worker.postMessage({ type: 'generate', id, options: posted, ...(edit ? { edit } : {}) } satisfies Request, transfer);
     const frames = stream.iterate();
-    const streams = this.streams;
     return (async function* () {
-      let finished = false;
       try {
         yield* frames;
-        finished = true;
       } finally {
         signal?.removeEventListener('abort', abort);
         // A consumer that stops early (break) aborts the rest of the work.
-        if (!finished && streams.has(id)) abort();
+        stop();
       }
     })();
   }
@@ -144,10 +163,12 @@ export class Engine {
     });
   }
 
-  /** Frees the model's memory (GPU included) and ends the worker. */
+  /** Frees the model's memory (GPU included) and ends the worker. A generation still
+   * running (or queued) ends at once with `E_DISPOSED`. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    this.failAll(new NextscaleError('E_DISPOSED', 'the engine was disposed before the request ended'));
     const closed = new Promise<void>((resolve) => {
       this.worker.addEventListener('message', (event: MessageEvent<Reply>) => {
         if (event.data.type === 'disposed') resolve();
@@ -157,7 +178,6 @@ export class Engine {
     this.post({ type: 'dispose' });
     await closed;
     this.worker.terminate();
-    this.failAll(new NextscaleError('E_DISPOSED', 'the engine was disposed'));
   }
 
   private post(request: Request): void {
@@ -189,7 +209,7 @@ export class Engine {
   }
 
   private failAll(error: NextscaleError): void {
-    for (const stream of this.streams.values()) stream.end(error);
+    for (const stream of this.streams.values()) stream.fail(error);
     this.streams.clear();
     for (const waiter of this.memoryWaiters.values()) waiter.reject(error);
     this.memoryWaiters.clear();
@@ -207,7 +227,7 @@ export function createEngine(options: EngineOptions): Promise<Engine> {
   } catch (error) {
     return Promise.reject(error);
   }
-  const { backend, threads } = checked;
+  const { backend, threads, sha256 } = checked;
   const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'nextscale' });
   const model = typeof options.model === 'string' ? new URL(options.model, location.href).href : options.model;
   return new Promise<Engine>((resolve, reject) => {
@@ -229,7 +249,7 @@ export function createEngine(options: EngineOptions): Promise<Engine> {
       event.preventDefault();
       failed(new NextscaleError('E_BACKEND', `engine worker failed to start: ${event.message}`));
     };
-    const init: Request = { type: 'init', model, backend, threads };
+    const init: Request = { type: 'init', model, sha256, backend, threads };
     worker.postMessage(init, model instanceof ArrayBuffer ? [model] : []);
   });
 }

@@ -11,11 +11,14 @@ export interface PostedEdit {
 
 /** Page → worker. */
 export type Request =
-  | { type: 'init'; model: string | ArrayBuffer; backend: Backend; threads: number }
+  | { type: 'init'; model: string | ArrayBuffer; sha256: string | null; backend: Backend; threads: number }
   | { type: 'generate'; id: number; options: Omit<GenerateOptions, 'signal'>; edit?: PostedEdit }
   | { type: 'abort'; id: number }
   | { type: 'memory'; id: number }
-  | { type: 'dispose' };
+  | { type: 'dispose' }
+  /** Test only (tests/browser/device-loss.test.mjs): destroys the engine's WebGPU device, as
+   * a GPU reset would lose it. No public API posts it. */
+  | { type: 'lose-device' };
 
 /** Worker → page. */
 export type Reply =

@@ -16,7 +16,20 @@ export type PreviewMode = 'none' | 'fast' | 'full';
  */
 export type Mode = 'var' | 'dd1' | 'dd2' | 'parallel';
 
-/** Stable error codes, shared with the Rust engine. */
+/**
+ * Stable error codes, shared with the Rust engine:
+ * - `E_MODEL_FORMAT`: the model file is not a nextscale model (bad header, no config, a
+ *   missing or misshapen tensor, cut short), or model bytes differ from `sha256`;
+ * - `E_BAD_REQUEST`: an option is of the wrong type or out of range, or the model cannot do
+ *   what was asked (a class it lacks, a mode without a student, an edit without an encoder);
+ * - `E_ABORTED`: the generation's `signal` aborted;
+ * - `E_BACKEND`: the backend failed: a model too large for wasm32's memory, a lost WebGPU
+ *   device, a crashed worker or thread;
+ * - `E_WEBGPU_UNAVAILABLE`: `backend: 'webgpu'` and no adapter or device;
+ * - `E_NETWORK`: the model URL cannot be fetched (HTTP error, broken connection), or its
+ *   bytes differ from `sha256` twice;
+ * - `E_DISPOSED`: the engine was disposed.
+ */
 export type ErrorCode =
   | 'E_MODEL_FORMAT'
   | 'E_BAD_REQUEST'
@@ -49,6 +62,13 @@ export interface EngineOptions {
   threads?: number;
   /** Called as the model downloads. */
   onProgress?: (progress: Progress) => void;
+  /**
+   * The model file's SHA-256, 64 hex digits. The bytes are hashed as they stream in (from
+   * the network or the Cache API, without a second copy); a copy that differs is dropped
+   * and downloaded again once, then the engine fails with `E_NETWORK` naming the expected
+   * and actual hash. Model bytes given as an `ArrayBuffer` that differ: `E_MODEL_FORMAT`.
+   */
+  sha256?: string;
 }
 
 /** The WebGPU adapter as the browser describes it. */
@@ -143,7 +163,8 @@ export interface MemoryStats {
   /** The wasm memory, in bytes: model weights (on the CPU), caches and buffers. It grows as
    * needed and never shrinks. */
   wasmBytes: number;
-  /** The engine worker's JS heap in use, in bytes, where the browser reports it (Chromium). */
+  /** The engine worker's JS heap in use, in bytes, where the worker has `performance.memory`;
+   * null elsewhere (Chromium 156 gives it to pages only, not to workers). */
   jsHeapBytes: number | null;
 }
 

@@ -39,18 +39,25 @@ function finite(name: string, value: unknown, min: number, max: number): number 
 /** The most threads the CPU backend takes by default. */
 export const MAX_THREADS = 16;
 
-/** Checks {@link EngineOptions} and returns the backend and thread count to use. */
-export function checkEngineOptions(options: EngineOptions): { backend: Backend; threads: number } {
+/** A SHA-256 in hex: 64 digits, either case. */
+const SHA256_HEX = /^[0-9a-f]{64}$/i;
+
+/** Checks {@link EngineOptions} and returns the backend, thread count and expected SHA-256
+ * (lowercase, or null) to use. */
+export function checkEngineOptions(options: EngineOptions): { backend: Backend; threads: number; sha256: string | null } {
   if (options === null || typeof options !== 'object') throw bad('createEngine needs an options object');
-  const { model, onProgress } = options;
+  const { model, onProgress, sha256 } = options;
   if (typeof model !== 'string' && !(model instanceof ArrayBuffer)) {
     throw bad('model must be a URL string or an ArrayBuffer');
   }
   if (onProgress !== undefined && typeof onProgress !== 'function') throw bad('onProgress must be a function');
+  if (sha256 !== undefined && (typeof sha256 !== 'string' || !SHA256_HEX.test(sha256))) {
+    throw bad(`sha256 must be 64 hex digits; got ${typeof sha256 === 'string' ? JSON.stringify(sha256) : String(sha256)}`);
+  }
   const backend = oneOf('backend', options.backend, BACKENDS) ?? 'auto';
   const cores = typeof navigator !== 'undefined' && navigator.hardwareConcurrency > 0 ? navigator.hardwareConcurrency : 1;
   const threads = integer('threads', options.threads, 1) ?? Math.min(cores, MAX_THREADS);
-  return { backend, threads };
+  return { backend, threads, sha256: sha256?.toLowerCase() ?? null };
 }
 
 /** Checks {@link GenerateOptions} and returns them without the signal, ready to post. */

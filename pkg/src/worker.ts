@@ -1,27 +1,27 @@
-// The engine worker: picks a wasm build, streams the model into it, runs one generation at a
-// time, and posts frames with their pixels transferred.
+// The engine worker: picks a wasm build, streams the model into it (model-source.ts), runs
+// one generation at a time, posts frames with their pixels transferred, and on WebGPU
+// watches the device (device-watch.ts).
 //
 // Two builds of the engine ship. The single-threaded one has WebGPU and the CPU backend;
 // the threaded one (wasm threads on shared memory, rayon's pool on Web Workers) is CPU only.
 // The CPU backend takes the threaded build when the page is cross-origin isolated and more
 // than one thread is allowed.
 
-import { codeOf, messageOf } from './errors.js';
+import { DeviceWatch } from './device-watch.js';
+import { codeOf, coded, messageOf } from './errors.js';
+import { fromBuffer, fromUrl } from './model-source.js';
 import type { PoolReply, PoolStart, PostedEdit, Reply, Request } from './protocol.js';
 import type { Backend, EngineInfo, Frame } from './types.js';
 
 type Glue = typeof import('./wasm/nextscale_wasm.js');
 type ThreadsGlue = typeof import('./wasm-threads/nextscale_wasm.js');
 type WasmEngine = import('./wasm/nextscale_wasm.js').Engine;
-type ModelBytes = import('./wasm/nextscale_wasm.js').ModelBytes;
-
-const CACHE_NAME = 'nextscale-models-v1';
-/** Progress is posted at most this often, in bytes. */
-const PROGRESS_STEP = 1 << 20;
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 let engine: WasmEngine | null = null;
 let glue: Glue | ThreadsGlue | null = null;
+/** The engine's WebGPU device, when it runs on one. */
+let device: DeviceWatch | null = null;
 let queue: Promise<void> = Promise.resolve();
 const pending = new Set<number>();
 const aborted = new Set<number>();
@@ -32,10 +32,6 @@ function post(reply: Reply, transfer: Transferable[] = []): void {
 
 function fail(id: number | null, error: unknown): void {
   post({ type: 'error', id, code: codeOf(error), message: messageOf(error) });
-}
-
-function coded(code: string, message: string): Error {
-  return Object.assign(new Error(message), { code });
 }
 
 /** The little of WebGPU that picking a build needs (TypeScript's lib has no WebGPU types). */
@@ -124,77 +120,6 @@ async function startPool(threads: ThreadsGlue, count: number): Promise<MessagePo
   return pagePorts;
 }
 
-/** A response body (network or Cache API) streamed into wasm memory. */
-async function streamInto(
-  wasm: Glue | ThreadsGlue,
-  response: Response,
-  cached: boolean,
-  url: string,
-): Promise<ModelBytes> {
-  const header = Number(response.headers.get('content-length'));
-  const total = Number.isFinite(header) && header > 0 ? header : null;
-  const bytes = new wasm.ModelBytes(total ?? undefined);
-  let loaded = 0;
-  let reported = 0;
-  post({ type: 'progress', loaded, total, cached });
-  if (!response.body) throw coded('E_NETWORK', `${url}: the response has no body`);
-  const reader = response.body.getReader();
-  try {
-    for (;;) {
-      let chunk: ReadableStreamReadResult<Uint8Array>;
-      try {
-        chunk = await reader.read();
-      } catch (error) {
-        throw coded('E_NETWORK', `the download of ${url} broke off after ${loaded} bytes: ${messageOf(error)}`);
-      }
-      if (chunk.done) break;
-      bytes.push(chunk.value);
-      loaded += chunk.value.byteLength;
-      if (loaded - reported >= PROGRESS_STEP) {
-        reported = loaded;
-        post({ type: 'progress', loaded, total, cached });
-      }
-    }
-  } catch (error) {
-    bytes.free();
-    await reader.cancel().catch(() => undefined);
-    throw error;
-  }
-  post({ type: 'progress', loaded, total, cached });
-  return bytes;
-}
-
-/** Fetches the model into wasm memory, from the Cache API when it is there, else from the
- * network while a copy streams into the cache. */
-async function download(wasm: Glue | ThreadsGlue, url: string): Promise<ModelBytes> {
-  const cache = typeof caches === 'undefined' ? null : await caches.open(CACHE_NAME).catch(() => null);
-  const hit = await cache?.match(url).catch(() => undefined);
-  if (hit) return streamInto(wasm, hit, true, url);
-  const controller = new AbortController();
-  let response: Response;
-  try {
-    response = await fetch(url, { signal: controller.signal });
-  } catch (error) {
-    throw coded('E_NETWORK', `cannot fetch ${url}: ${messageOf(error)}`);
-  }
-  if (!response.ok) throw coded('E_NETWORK', `cannot fetch ${url}: HTTP ${response.status}`);
-  if (!cache || !response.body) return streamInto(wasm, response, false, url);
-  const [forEngine, forCache] = response.body.tee();
-  const headers = new Headers(response.headers);
-  // A failed cache write (quota, opaque origin) only costs the next visit a download.
-  const stored = cache.put(url, new Response(forCache, { headers })).catch(() => undefined);
-  try {
-    const bytes = await streamInto(wasm, new Response(forEngine, { headers }), false, url);
-    await stored;
-    return bytes;
-  } catch (error) {
-    controller.abort();
-    await stored;
-    await cache.delete(url).catch(() => false);
-    throw error;
-  }
-}
-
 /** Loads the build that fits `backend` and `threads`; says which and why. */
 async function pickBuild(
   backend: Backend,
@@ -219,17 +144,22 @@ async function pickBuild(
   return { wasm, backendArg: backend, cpuReason: null, threadNote: '1 thread: WebGPU runs in the single-threaded build', crashPorts: [] };
 }
 
-async function load(model: string | ArrayBuffer, backend: Backend, threads: number): Promise<void> {
+async function load(model: string | ArrayBuffer, sha256: string | null, backend: Backend, threads: number): Promise<void> {
   const build = await pickBuild(backend, threads);
   glue = build.wasm;
-  let bytes: ModelBytes;
-  if (typeof model === 'string') {
-    bytes = await download(build.wasm, model);
+  const progress = (loaded: number, total: number | null, cached: boolean) => post({ type: 'progress', loaded, total, cached });
+  const bytes =
+    typeof model === 'string'
+      ? await fromUrl(build.wasm.ModelBytes, model, sha256, progress)
+      : fromBuffer(build.wasm.ModelBytes, model, sha256);
+  const create = () => build.wasm.Engine.create(bytes, build.backendArg);
+  if (build.backendArg === 'cpu') {
+    engine = await create();
   } else {
-    bytes = new build.wasm.ModelBytes(model.byteLength);
-    bytes.push(new Uint8Array(model));
+    const started = await DeviceWatch.around(create);
+    engine = started.result;
+    if ((engine.info as EngineInfo).backend === 'webgpu') device = started.watch;
   }
-  engine = await build.wasm.Engine.create(bytes, build.backendArg);
   const info = engine.info as EngineInfo;
   if (info.backend === 'cpu') {
     info.reason = `${build.cpuReason ?? info.reason}; ${build.threadNote}`;
@@ -278,8 +208,33 @@ function prepareEdit(edit: PostedEdit, size: number): { image: Uint8ClampedArray
   return { image: pixels, mask: { pixels: resized.filter((_, i) => i % 4 === 0) } };
 }
 
+/** The error of every generation once the WebGPU device is lost. */
+function deviceLost(reason: string): Error {
+  return coded('E_BACKEND', `the WebGPU device was lost (${reason}); this engine cannot generate any more: create a new one`);
+}
+
+/** How long a generation on WebGPU that failed in the backend waits to hear whether the
+ * device was lost (the failed read can come before the browser's lost event), in ms. */
+const LOST_GRACE_MS = 250;
+
+/** A generation's promise, ended at once with {@link deviceLost} if the device goes. */
+function unlessDeviceLost(running: Promise<void>): Promise<void> {
+  const watch = device;
+  if (!watch) return running;
+  return new Promise<void>((resolve, reject) => {
+    const stop = watch.onLost((reason) => reject(deviceLost(reason)));
+    running
+      .then(resolve, async (error: unknown) => {
+        const reason = codeOf(error) === 'E_BACKEND' ? await watch.lostWithin(LOST_GRACE_MS) : null;
+        reject(reason === null ? error : deviceLost(reason));
+      })
+      .finally(stop);
+  });
+}
+
 async function generate(id: number, options: object, edit: PostedEdit | undefined): Promise<void> {
   if (!engine) throw coded('E_DISPOSED', 'the engine is not ready');
+  if (device?.reason) throw deviceLost(device.reason);
   if (aborted.has(id)) throw coded('E_ABORTED', 'generation aborted');
   const onFrame = (frame: Frame | (Omit<Frame, 'pixels'> & { pixels: null })) => {
     if (frame.pixels) {
@@ -291,9 +246,9 @@ async function generate(id: number, options: object, edit: PostedEdit | undefine
   };
   if (edit) {
     const size = (engine.info as EngineInfo).imageSize;
-    await engine.edit({ ...options, ...prepareEdit(edit, size) }, onFrame);
+    await unlessDeviceLost(engine.edit({ ...options, ...prepareEdit(edit, size) }, onFrame));
   } else {
-    await engine.generate(options, onFrame);
+    await unlessDeviceLost(engine.generate(options, onFrame));
   }
 }
 
@@ -306,7 +261,7 @@ scope.onmessage = (event: MessageEvent<Request>) => {
   const request = event.data;
   switch (request.type) {
     case 'init':
-      load(request.model, request.backend, request.threads).catch((error: unknown) => fail(null, error));
+      load(request.model, request.sha256, request.backend, request.threads).catch((error: unknown) => fail(null, error));
       break;
     case 'generate': {
       const { id, options, edit } = request;
@@ -333,6 +288,9 @@ scope.onmessage = (event: MessageEvent<Request>) => {
       queue = queue.then(() => post({ type: 'memory', id, stats: memoryStats() }));
       break;
     }
+    case 'lose-device':
+      device?.destroy();
+      break;
     case 'dispose':
       for (const id of pending) aborted.add(id);
       queue.finally(() => {

@@ -12,8 +12,11 @@ const badRequest = (fn) =>
 test('engine options', () => {
   // Node 20 has no navigator: one thread there; the cores, at most MAX_THREADS, elsewhere.
   const cores = typeof navigator === 'undefined' ? 1 : Math.min(navigator.hardwareConcurrency, MAX_THREADS);
-  assert.deepEqual(checkEngineOptions({ model: 'm.safetensors' }), { backend: 'auto', threads: cores });
-  assert.deepEqual(checkEngineOptions({ model: new ArrayBuffer(8), backend: 'cpu', threads: 3 }), { backend: 'cpu', threads: 3 });
+  assert.deepEqual(checkEngineOptions({ model: 'm.safetensors' }), { backend: 'auto', threads: cores, sha256: null });
+  assert.deepEqual(checkEngineOptions({ model: new ArrayBuffer(8), backend: 'cpu', threads: 3 }), { backend: 'cpu', threads: 3, sha256: null });
+  const hash = 'A7B2413BC3DE69BD0D12636AD278E4F72C6437639592A2BF1EDA750C290149E0';
+  assert.equal(checkEngineOptions({ model: 'm', sha256: hash }).sha256, hash.toLowerCase());
+  for (const sha256 of [42, '', 'abc', hash.slice(1), `${hash}0`, 'g'.repeat(64), null]) badRequest(() => checkEngineOptions({ model: 'm', sha256 }));
   badRequest(() => checkEngineOptions({ model: 42 }));
   badRequest(() => checkEngineOptions({ model: 'm', backend: 'tpu' }));
   badRequest(() => checkEngineOptions({ model: 'm', onProgress: 'yes' }));

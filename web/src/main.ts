@@ -178,7 +178,9 @@ function threadsParam(): number | undefined {
   return Number.isSafeInteger(value) && value >= 1 ? value : undefined;
 }
 
-async function loadEngine(model: string | ArrayBuffer, label: string): Promise<void> {
+/** Loads `model` (a URL or bytes; with `sha256`, the file's expected hash) and shows it as
+ * `label`. */
+async function loadEngine(model: string | ArrayBuffer, label: string, sha256?: string): Promise<void> {
   const previous = engine;
   engine = null;
   setBusy(false);
@@ -193,6 +195,7 @@ async function loadEngine(model: string | ArrayBuffer, label: string): Promise<v
       model,
       backend: ui.backendChoice.value as Backend,
       ...(threads === undefined ? {} : { threads }),
+      ...(sha256 === undefined ? {} : { sha256 }),
       onProgress: ({ loaded, total }) => {
         ui.progressBar.style.width = total ? `${(100 * loaded) / total}%` : '50%';
       },
@@ -453,8 +456,10 @@ async function start(): Promise<void> {
   }
   const loadSelected = () => {
     const value = ui.model.value;
-    const url = value.startsWith('url:') ? value.slice(4) : modelUrl(manifest, value);
-    return loadEngine(url, ui.model.selectedOptions[0]?.text ?? value);
+    const label = ui.model.selectedOptions[0]?.text ?? value;
+    if (value.startsWith('url:')) return loadEngine(value.slice(4), label);
+    // A manifest model is checked against the manifest's hash as it downloads.
+    return loadEngine(modelUrl(manifest, value), label, manifest.models.find((m) => m.file === value)?.sha256);
   };
   ui.model.addEventListener('change', () => void loadSelected());
   ui.backendChoice.addEventListener('change', () => void loadSelected());
