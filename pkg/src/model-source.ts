@@ -1,10 +1,10 @@
 // A model file's bytes into wasm memory, inside the engine worker: by URL from the Cache API
 // when it is there, else from the network while a copy streams into the cache; or from a
-// buffer the page transferred. Chunks go straight into the engine's memory with progress,
-// and, when the caller knows the file's SHA-256, through an incremental hash as they pass.
+// buffer the page transferred. Chunks go straight into the engine's memory with progress;
+// when the caller knows the file's SHA-256, the engine hashes its copy (Rust's sha2, in
+// wasm memory, so no second copy of the file exists).
 
 import { coded, messageOf } from './errors.js';
-import { Sha256 } from './sha256.js';
 
 type ModelBytes = import('./wasm/nextscale_wasm.js').ModelBytes;
 
@@ -36,7 +36,6 @@ async function streamInto(
   const header = Number(response.headers.get('content-length'));
   const total = Number.isFinite(header) && header > 0 ? header : null;
   const bytes = new Bytes(total ?? undefined);
-  const hasher = hash ? new Sha256() : null;
   let loaded = 0;
   let reported = 0;
   progress(loaded, total, cached);
@@ -55,7 +54,6 @@ async function streamInto(
       }
       if (chunk.done) break;
       bytes.push(chunk.value);
-      hasher?.update(chunk.value);
       loaded += chunk.value.byteLength;
       if (loaded - reported >= PROGRESS_STEP) {
         reported = loaded;
@@ -68,7 +66,7 @@ async function streamInto(
     throw error;
   }
   progress(loaded, total, cached);
-  return { bytes, sha256: hasher?.hex() ?? null };
+  return { bytes, sha256: hash ? bytes.sha256() : null };
 }
 
 /** One download from the network into wasm memory; a copy streams into `cache` (dropped
@@ -109,7 +107,7 @@ async function fromNetwork(
 /**
  * Fetches the model at `url` into wasm memory: from the Cache API when it is there, else
  * from the network while a copy streams into the cache. With `sha256` (64 lowercase hex
- * digits) every byte is hashed on the way in; a copy that differs, cached or downloaded, is
+ * digits) the bytes are hashed once they are in; a copy that differs, cached or downloaded, is
  * dropped and downloaded again once, and a second difference is an `E_NETWORK` error naming
  * the expected and the actual hash.
  */
@@ -135,14 +133,14 @@ export async function fromUrl(Bytes: ModelBytesClass, url: string, sha256: strin
 /** A model the page passed as bytes, copied into wasm memory; with `sha256`, checked first
  * (an `E_MODEL_FORMAT` error naming both hashes when it differs). */
 export function fromBuffer(Bytes: ModelBytesClass, buffer: ArrayBuffer, sha256: string | null): ModelBytes {
-  const view = new Uint8Array(buffer);
-  if (sha256 !== null) {
-    const hasher = new Sha256();
-    hasher.update(view);
-    const actual = hasher.hex();
-    if (actual !== sha256) throw coded('E_MODEL_FORMAT', `the model bytes have SHA-256 ${actual}, not the expected ${sha256}`);
-  }
   const bytes = new Bytes(buffer.byteLength);
-  bytes.push(view);
+  bytes.push(new Uint8Array(buffer));
+  if (sha256 !== null) {
+    const actual = bytes.sha256();
+    if (actual !== sha256) {
+      bytes.free();
+      throw coded('E_MODEL_FORMAT', `the model bytes have SHA-256 ${actual}, not the expected ${sha256}`);
+    }
+  }
   return bytes;
 }

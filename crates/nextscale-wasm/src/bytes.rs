@@ -4,6 +4,7 @@
 
 use js_sys::Uint8Array;
 use nextscale::Error;
+use sha2::{Digest, Sha256};
 use wasm_bindgen::prelude::*;
 
 use crate::error::BindingError;
@@ -65,6 +66,14 @@ impl ModelBytes {
     #[wasm_bindgen(getter)]
     pub fn length(&self) -> f64 {
         self.bytes.len() as f64
+    }
+
+    /// The SHA-256 of the bytes received so far, as 64 lowercase hex digits.
+    pub fn sha256(&self) -> String {
+        Sha256::digest(&self.bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

@@ -188,6 +188,24 @@ fn streamed(bytes: &[u8], announced: Option<usize>) -> ModelBytes {
     into
 }
 
+/// The streamed bytes' SHA-256 is FIPS 180-4's: its examples, and a message over many
+/// chunks against the same bytes pushed at once.
+#[wasm_bindgen_test]
+fn streamed_bytes_hash_as_sha256() {
+    assert_eq!(
+        streamed(b"", None).sha256(),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(
+        streamed(b"abc", None).sha256(),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let long: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut whole = ModelBytes::new(None).unwrap();
+    whole.push(&Uint8Array::from(&long[..])).unwrap();
+    assert_eq!(streamed(&long, Some(long.len())).sha256(), whole.sha256());
+}
+
 async fn engine(bytes: &[u8]) -> Result<Engine, JsValue> {
     Engine::create(streamed(bytes, Some(bytes.len())), "cpu".into()).await
 }
