@@ -3,7 +3,7 @@
 # components and the wasm32 target, the pinned nightly toolchain with rust-src (the threaded
 # wasm build, scripts/nightly.sh), Mesa's Vulkan driver (native wgpu tests), Debian's
 # chromium and chromedriver (browser tests), wasm-bindgen-cli at the version Cargo.lock
-# pins, wasm-pack, and the npm workspace (pkg/, web/, the browser tests). Safe to run again;
+# pins, cargo-fuzz (the fuzz targets), wasm-pack, and the npm workspace (pkg/, web/, the browser tests). Safe to run again;
 # it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +47,12 @@ wbg_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); pri
 if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg_version" ]; then
   log "cargo install wasm-bindgen-cli $wbg_version"
   cargo install wasm-bindgen-cli --version "$wbg_version" --force
+fi
+# The fuzz targets (scripts/fuzz.sh, and its smoke run in scripts/test.sh).
+CARGO_FUZZ_VERSION=0.13.2
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+  log "cargo install cargo-fuzz $CARGO_FUZZ_VERSION"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --force
 fi
 if ! command -v wasm-pack >/dev/null; then
   log "cargo install wasm-pack"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, clippy, the Rust unit/integration/parity tests (the core's
-# layering check among them), the wasm engine's tests in node (flex CPU, the SIMD128
+# layering check, the CLI's bad-input matrix and the replayed fuzz corpora among them), a
+# smoke run of every fuzz target, the wasm engine's tests in node (flex CPU, the SIMD128
 # kernels) and in headless Chromium (WebGPU), and the end-to-end tests of the built demo
 # page in Chromium (the threaded CPU build among them); then prints one `N passed, N failed`
 # line.
@@ -23,6 +24,18 @@ step "cargo test (native)"
 mkdir -p target
 CUBECL_AUTOTUNE_LEVEL=minimal cargo test --locked --workspace --exclude nextscale-wasm 2>&1 |
   tee target/test-output.log
+
+# The engine's generate-request parser replays its fuzz corpus natively (it is wasm-bindgen
+# code, but the parser itself is plain Rust).
+step "cargo test: nextscale-wasm's request corpus (native)"
+cargo test --locked -p nextscale-wasm --no-default-features --test request_corpus 2>&1 |
+  tee -a target/test-output.log
+
+# A short smoke run of every fuzz target (the long runs are scripts/fuzz.sh, by hand).
+step "fuzz smoke: every target for 5 s (scripts/fuzz.sh 5)"
+scripts/fuzz.sh 5 2>&1 | tee target/fuzz-smoke.log
+printf 'fuzz smoke: %s passed; 0 failed\n' "$(grep -c 'no crash, timeout or OOM' target/fuzz-smoke.log)" |
+  tee -a target/test-output.log
 
 step "nextscale-wasm for wasm32: clippy"
 cargo clippy --locked -p nextscale-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
