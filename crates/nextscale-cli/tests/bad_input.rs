@@ -141,96 +141,56 @@ fn out_of_range_values() {
         "runs past the largest seed",
     );
     // Checked without the model: usage errors, exit 2.
-    run(
-        &["--class", "1", "--top-k", "-1"],
-        USAGE,
-        "unexpected argument '-1'",
-    );
-    run(
-        &["--class", "1", "--top-p", "1.5"],
-        USAGE,
-        "`1.5` is not a number in [0, 1]",
-    );
-    run(
-        &["--class", "1", "--top-p=-0.1"],
-        USAGE,
-        "`-0.1` is not a number in [0, 1]",
-    );
-    run(
-        &["--class", "1", "--cfg", "NaN"],
-        USAGE,
-        "`NaN` is not a finite number ≥ 0",
-    );
-    run(
-        &["--class", "1", "--cfg=-1"],
-        USAGE,
-        "`-1` is not a finite number ≥ 0",
-    );
-    run(
-        &["--class", "1", "--cfg", "inf"],
-        USAGE,
-        "`inf` is not a finite number ≥ 0",
-    );
-    run(
-        &["--class", "1", "--count", "0"],
-        USAGE,
-        "`0` is not an integer ≥ 1",
-    );
-    run(
-        &["--class", "1", "--batch", "65"],
-        USAGE,
-        "`65` is not an integer in 1..=64",
-    );
-    run(
-        &["--class", "1", "--seed", "18446744073709551616"],
-        USAGE,
-        "--seed",
-    );
-    run(
-        &["--class", "1", "--mode", "dd3"],
-        USAGE,
-        "invalid value 'dd3'",
-    );
-    expect(
-        &[
-            "edit", "--model", "m", "--image", "i", "--box", "0,0,2,2", "--out", "o",
-        ],
-        USAGE,
-        "--box",
-    );
-    expect(
-        &[
-            "edit", "--model", "m", "--image", "i", "--box", "0,0,1,1", "--count", "65", "--out",
-            "o",
-        ],
-        USAGE,
-        "`65` is not an integer in 1..=64",
-    );
-    expect(
-        &["bench", "--runs", "0"],
-        USAGE,
-        "`0` is not an integer ≥ 1",
-    );
-    expect(
-        &["grid", "--per-class", "0", "--out", "o"],
-        USAGE,
-        "`0` is not an integer ≥ 1",
-    );
-    expect(
-        &["eval", "--per-class", "0"],
-        USAGE,
-        "`0` is not an integer ≥ 1",
-    );
+    let sample_usage: [(&[&str], &str); 11] = [
+        (&["--top-k", "-1"], "unexpected argument '-1'"),
+        (&["--top-p", "1.5"], "`1.5` is not a number in [0, 1]"),
+        (&["--top-p=-0.1"], "`-0.1` is not a number in [0, 1]"),
+        (&["--cfg", "NaN"], "`NaN` is not a finite number ≥ 0"),
+        (&["--cfg=-1"], "`-1` is not a finite number ≥ 0"),
+        (&["--cfg", "inf"], "`inf` is not a finite number ≥ 0"),
+        (&["--count", "0"], "`0` is not an integer ≥ 1"),
+        (&["--batch", "65"], "`65` is not an integer in 1..=64"),
+        (&["--seed", "18446744073709551616"], "--seed"),
+        (&["--mode", "dd3"], "invalid value 'dd3'"),
+        (&["--preview-mode", "slow"], "invalid value 'slow'"),
+    ];
+    for (extra, needle) in sample_usage {
+        run(&[&["--class", "1"], extra].concat(), USAGE, needle);
+    }
+    let edit = ["edit", "--model", "m", "--image", "i", "--out", "o"];
+    let usage: [(&[&str], &str); 9] = [
+        (&[&edit[..], &["--box", "0,0,2,2"]].concat(), "--box"),
+        (
+            &[&edit[..], &["--box", "0,0,1,1", "--count", "65"]].concat(),
+            "`65` is not an integer in 1..=64",
+        ),
+        (&["bench", "--runs", "0"], "`0` is not an integer ≥ 1"),
+        (
+            &["grid", "--per-class", "0", "--out", "o"],
+            "`0` is not an integer ≥ 1",
+        ),
+        (&["eval", "--per-class", "0"], "`0` is not an integer ≥ 1"),
+        (
+            &["eval", "--batch", "65"],
+            "`65` is not an integer in 1..=64",
+        ),
+        (
+            &["distill-data", "--count", "0"],
+            "`0` is not an integer ≥ 1",
+        ),
+        (
+            &["bench", "--batch", "0"],
+            "`0` is not an integer in 1..=64",
+        ),
+        (&["init", "--random", "d17", "--out", "o"], "d16"),
+    ];
+    for (args, needle) in usage {
+        expect(args, USAGE, needle);
+    }
     for sub in ["train-vqvae", "train-var", "distill", "train-classifier"] {
         expect(&[sub, "--steps", "0"], USAGE, "`0` is not an integer ≥ 1");
         expect(&[sub, "--batch", "0"], USAGE, "`0` is not an integer ≥ 1");
     }
-    expect(
-        &["distill-data", "--count", "0"],
-        USAGE,
-        "`0` is not an integer ≥ 1",
-    );
-    expect(&["init", "--random", "d17", "--out", "o"], USAGE, "d16");
     // 0 is the official "off" of both masks (`sample_with_top_k_top_p_`), not an error.
     let args = sample(&["--class", "1", "--top-k", "0", "--top-p", "0"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
