@@ -11,8 +11,11 @@
 # share fuzz/seeds/models/, tiny files from `nextscale init --config`) and the committed
 # corpus fuzz/corpus/<target>/, and writes what it finds to fuzz/target/corpus/<target>/
 # (ignored). FUZZ_MERGE=1 then minimises the committed corpus with libFuzzer's -merge=1
-# over it and the new finds of at most 64 KiB (mutated copies of the seed model files are
+# over it and the new finds of at most 16 KiB (mutated copies of the seed model files are
 # bigger and left out, to keep the repository small).
+#
+# FUZZ_JOBS=J runs J fuzzing processes per target side by side (libFuzzer's -jobs, each
+# with a one-thread rayon pool; --runs N is then per process).
 #
 # Usage: scripts/fuzz.sh [SECONDS | --runs N] [TARGET...]
 set -euo pipefail
@@ -43,6 +46,19 @@ seeds_of() {
   esac
 }
 
+jobs=${FUZZ_JOBS:-1}
+parallel=()
+if [ "$jobs" -gt 1 ]; then
+  parallel=(-jobs="$jobs" -workers="$jobs")
+  export RAYON_NUM_THREADS=1
+fi
+
+# With -jobs, each process logs to fuzz-<n>.log, which libFuzzer copies into its own
+# output when the process ends.
+remove_job_logs() {
+  rm -f fuzz-*.log
+}
+
 for target in "${targets[@]}"; do
   work="target/corpus/$target"
   seeds=$(seeds_of "$target")
@@ -50,19 +66,21 @@ for target in "${targets[@]}"; do
   log="target/fuzz-$target.log"
   printf '[fuzz] %s (%s)\n' "$target" "${limit[*]}" >&2
   if ! cargo +"$toolchain" fuzz run -O --sanitizer none "$target" "$work" "corpus/$target" "$seeds" -- \
-    "${limit[@]}" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    "${limit[@]}" "${parallel[@]}" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
     -artifact_prefix="artifacts/$target/" >"$log" 2>&1; then
+    remove_job_logs
     tail -n 30 "$log" >&2
     printf '[fuzz] %s FAILED: reproducer in fuzz/artifacts/%s/\n' "$target" "$target" >&2
     exit 1
   fi
-  runs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log")
-  rss=$(awk '/stat::peak_rss_mb/ {print $2}' "$log")
+  remove_job_logs
+  runs=$(awk '/stat::number_of_executed_units/ {s += $2} END {print s}' "$log")
+  rss=$(awk '/stat::peak_rss_mb/ {if ($2 > m) m = $2} END {print m}' "$log")
   printf '[fuzz] %s: %s executions, peak RSS %s MB, no crash, timeout or OOM\n' "$target" "$runs" "$rss"
   if [ "${FUZZ_MERGE:-0}" = 1 ]; then
     small=$(mktemp -d)
     merged=$(mktemp -d)
-    find "$work" "corpus/$target" -type f -size -65k -exec cp {} "$small/" \;
+    find "$work" "corpus/$target" -type f -size -17k -exec cp {} "$small/" \;
     cargo +"$toolchain" fuzz run -O --sanitizer none "$target" "$merged" "$small" -- -merge=1 \
       >>"$log" 2>&1
     rm -rf "corpus/$target" "$small"
