@@ -118,7 +118,8 @@ export interface GenerateOptions {
   seed?: number;
   /** Classifier-free guidance strength (≥ 0). Default: the model's, else 1.5. */
   cfg?: number;
-  /** Keep the k most likely tokens (0 keeps all). Default: the model's, else 900. */
+  /** Keep the k most likely tokens, at most the model's V (0 keeps all). Default: the
+   * model's, else 900 capped at V. */
   topK?: number;
   /** Nucleus mass in [0, 1]. Default: the model's, else 0.96. */
   topP?: number;

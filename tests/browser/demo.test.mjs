@@ -165,9 +165,11 @@ test('auto passes over the software WebGPU adapter (SwiftShader) for the CPU and
 
 test('without WebGPU the CPU fallback is shown and generation completes', { timeout: TIMEOUT }, async () => {
   const { page, problems } = await open(browsers.plain);
-  // The fixture model recommends nothing: the official sampling.
-  assert.equal(modelConfig(TEST_MODEL).sampling, undefined);
-  assert.deepEqual(await samplingControls(page), { cfg: 1.5, top_k: 900, top_p: 0.96 });
+  // The fixture model recommends nothing: the official sampling, top-k capped at V.
+  const { sampling, V } = modelConfig(TEST_MODEL);
+  assert.equal(sampling, undefined);
+  assert.deepEqual(await samplingControls(page), { cfg: 1.5, top_k: Math.min(900, V), top_p: 0.96 });
+  assert.equal(await page.locator('#top-k').getAttribute('max'), String(V));
   const badge = await page.getByTestId('backend').textContent();
   assert.match(badge, /^CPU \(wasm, \d+ threads?\)/);
   assert.match(badge, /WebGPU/, 'the badge says why WebGPU is not used');

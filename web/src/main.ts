@@ -160,6 +160,7 @@ function showModel(e: Engine, label: string): void {
   ui.cfg.value = String(sampling.cfg);
   ui.cfgOut.textContent = ui.cfg.value;
   ui.topK.value = String(sampling.topK);
+  ui.topK.max = String(config.V);
   ui.topP.value = String(sampling.topP);
   const attribution = typeof config.attribution === 'string' ? ` · ${config.attribution}` : '';
   ui.note.textContent = `${label}: ${imageSize}×${imageSize} px, ${scales} scales, ${classNames.length} classes${attribution}`;

@@ -146,13 +146,17 @@ impl Sampling {
 
     /// Why these settings are out of range, if they are.
     pub fn problem(&self) -> Option<String> {
-        if !self.cfg.is_finite() || self.cfg < 0.0 {
-            return Some(format!("cfg {} must be a finite number ≥ 0", self.cfg));
-        }
-        if !self.top_p.is_finite() || !(0.0..=1.0).contains(&self.top_p) {
-            return Some(format!("top_p {} must be in [0, 1]", self.top_p));
-        }
-        None
+        Self::cfg_problem(self.cfg).or_else(|| Self::top_p_problem(self.top_p))
+    }
+
+    /// Why `cfg` is out of range (it must be finite and ≥ 0), if it is.
+    pub fn cfg_problem(cfg: f64) -> Option<String> {
+        (!cfg.is_finite() || cfg < 0.0).then(|| format!("cfg {cfg} must be a finite number ≥ 0"))
+    }
+
+    /// Why `top_p` is out of range (it must be in [0, 1]), if it is.
+    pub fn top_p_problem(top_p: f64) -> Option<String> {
+        (!(0.0..=1.0).contains(&top_p)).then(|| format!("top_p {top_p} must be in [0, 1]"))
     }
 }
 
@@ -365,12 +369,24 @@ impl ModelConfig {
         if let Some(problem) = self.sampling.as_ref().and_then(Sampling::problem) {
             return err(format!("sampling: {problem}"));
         }
+        if let Some(s) = &self.sampling
+            && s.top_k > self.vocab_size
+        {
+            return err(format!(
+                "sampling: top_k {} is more than V {}",
+                s.top_k, self.vocab_size
+            ));
+        }
         Ok(())
     }
 
-    /// The sampling requests default to: the model's recommendation, else the official one.
+    /// The sampling requests default to: the model's recommendation, else the official one
+    /// with its top-k capped at V (top-k 900 over fewer tokens keeps them all, as V does).
     pub fn default_sampling(&self) -> Sampling {
-        self.sampling.unwrap_or(Sampling::OFFICIAL)
+        self.sampling.unwrap_or(Sampling {
+            top_k: Sampling::OFFICIAL.top_k.min(self.vocab_size),
+            ..Sampling::OFFICIAL
+        })
     }
 
     /// Spatial downsampling factor of the VQ-VAE, `2^(len(ch_mult)−1)`.
@@ -498,6 +514,23 @@ mod tests {
         let c = ModelConfig::official(16);
         c.validate().unwrap();
         assert_eq!(c.seq_len(), 680);
+    }
+
+    #[test]
+    fn default_top_k_is_capped_at_v_and_a_recommendation_past_v_is_refused() {
+        let c = ModelConfig::from_json(&tiny_json()).unwrap();
+        assert_eq!(c.default_sampling().top_k, 64);
+        assert_eq!(
+            ModelConfig::official(16).default_sampling(),
+            Sampling::OFFICIAL
+        );
+        let json = tiny_json().replace(
+            "\"image_size\":64",
+            "\"image_size\":64,\"sampling\":{\"cfg\":1.0,\"top_k\":65,\"top_p\":0.9}",
+        );
+        assert!(
+            matches!(ModelConfig::from_json(&json), Err(Error::Config(m)) if m.contains("top_k 65"))
+        );
     }
 
     #[test]

@@ -25,8 +25,8 @@ pub struct TuneSamplingArgs {
     /// Guidance strengths to try.
     #[arg(long, value_delimiter = ',', default_values_t = [1.5, 3.0, 4.0])]
     cfg: Vec<f64>,
-    /// top-k values to try (0: all).
-    #[arg(long, value_delimiter = ',', default_values_t = [900])]
+    /// top-k values to try, each at most V (0: all) [default: 900, capped at V].
+    #[arg(long, value_delimiter = ',')]
     top_k: Vec<usize>,
     /// top-p values to try (0: off).
     #[arg(long, value_delimiter = ',', default_values_t = [0.96, 0.8, 0.6, 0.5])]
@@ -45,9 +45,21 @@ pub struct TuneSamplingArgs {
 
 /// Runs `nextscale tune-sampling`.
 pub fn run(args: TuneSamplingArgs) -> Result<ExitCode> {
+    let scoring = &args.scoring;
+    let device = Device::flex();
+    let model = load::model(&scoring.model, &device)?;
+    let config = &model.config;
+    let top_ks = if args.top_k.is_empty() {
+        vec![Sampling::OFFICIAL.top_k.min(config.vocab_size)]
+    } else {
+        args.top_k
+            .iter()
+            .map(|&k| config.check_top_k(k))
+            .collect::<nextscale::Result<_>>()?
+    };
     let mut grid = Vec::new();
     for &cfg in &args.cfg {
-        for &top_k in &args.top_k {
+        for &top_k in &top_ks {
             for &top_p in &args.top_p {
                 grid.push(Sampling { cfg, top_k, top_p });
             }
@@ -59,7 +71,6 @@ pub fn run(args: TuneSamplingArgs) -> Result<ExitCode> {
     if let Some(problem) = grid.iter().find_map(Sampling::problem) {
         bail!("bad grid point: {problem}");
     }
-    let scoring = &args.scoring;
     let name = scoring.model.display().to_string();
     // The file to rewrite, read and checked before the grid runs.
     let bytes = if args.write {
@@ -75,9 +86,7 @@ pub fn run(args: TuneSamplingArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let device = Device::flex();
     let reference = Reference::load(&scoring.data, &scoring.classifier, &device)?;
-    let model = load::model(&scoring.model, &device)?;
 
     let mut reports: Vec<EvalReport> = Vec::with_capacity(grid.len());
     println!("| cfg | top-k | top-p | FD | KID | cond. acc | precision | recall |");
