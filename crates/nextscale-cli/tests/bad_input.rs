@@ -140,14 +140,29 @@ fn out_of_range_values() {
         FAILED,
         "runs past the largest seed",
     );
+    // tune-sampling checks its top-k grid against the model before it scores anything.
+    expect(
+        &[
+            "tune-sampling",
+            "--model",
+            path(&model),
+            "--data",
+            path(&dir.path().join("missing.safetensors")),
+            "--top-k",
+            "0,9",
+        ],
+        FAILED,
+        "top-k 9 is more than the model's 8 tokens",
+    );
     // Checked without the model: usage errors, exit 2.
-    let sample_usage: [(&[&str], &str); 11] = [
+    let sample_usage: [(&[&str], &str); 12] = [
         (&["--top-k", "-1"], "unexpected argument '-1'"),
-        (&["--top-p", "1.5"], "`1.5` is not a number in [0, 1]"),
-        (&["--top-p=-0.1"], "`-0.1` is not a number in [0, 1]"),
-        (&["--cfg", "NaN"], "`NaN` is not a finite number ≥ 0"),
-        (&["--cfg=-1"], "`-1` is not a finite number ≥ 0"),
-        (&["--cfg", "inf"], "`inf` is not a finite number ≥ 0"),
+        (&["--top-p", "1.5"], "top_p 1.5 must be in [0, 1]"),
+        (&["--top-p=-0.1"], "top_p -0.1 must be in [0, 1]"),
+        (&["--cfg", "NaN"], "cfg NaN must be a finite number ≥ 0"),
+        (&["--cfg=-1"], "cfg -1 must be a finite number ≥ 0"),
+        (&["--cfg", "inf"], "cfg inf must be a finite number ≥ 0"),
+        (&["--cfg", "high"], "`high` is not a number"),
         (&["--count", "0"], "`0` is not an integer ≥ 1"),
         (&["--batch", "65"], "`65` is not an integer in 1..=64"),
         (&["--seed", "18446744073709551616"], "--seed"),
@@ -301,7 +316,7 @@ fn unreadable_and_unwritable_paths() {
             "missing.safetensors",
         ),
         (
-            vec!["tune-sampling", "--data", missing],
+            vec!["tune-sampling", "--model", model, "--data", missing],
             "missing.safetensors",
         ),
     ];

@@ -75,33 +75,36 @@ pub enum ModeArg {
 #[derive(Args, Debug, Clone, Copy)]
 pub struct SamplingArgs {
     /// Classifier-free guidance strength [default: the model's recommendation, else 1.5].
-    #[arg(long, value_parser = non_negative)]
+    #[arg(long, value_parser = cfg)]
     pub cfg: Option<f64>,
-    /// Keep the k most likely tokens, 0 for all [default: the model's, else 900].
+    /// Keep the k most likely tokens (at most V), 0 for all [default: the model's, else
+    /// 900 capped at V].
     #[arg(long)]
     pub top_k: Option<usize>,
     /// Nucleus sampling mass in [0, 1], 0 for off [default: the model's, else 0.96].
-    #[arg(long, value_parser = unit_interval)]
+    #[arg(long, value_parser = top_p)]
     pub top_p: Option<f64>,
     /// Sampler (dd1/dd2 need a model file with a distilled student).
     #[arg(long, value_enum, default_value_t = ModeArg::Var)]
     pub mode: ModeArg,
 }
 
-/// Parses a finite number ≥ 0 (`--cfg`).
-fn non_negative(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("`{text}` is not a finite number ≥ 0")),
-    }
+/// Parses a guidance strength (`--cfg`), in the range [`Sampling::cfg_problem`] allows.
+fn cfg(text: &str) -> Result<f64, String> {
+    number(text, Sampling::cfg_problem)
 }
 
-/// Parses a number in [0, 1] (`--top-p`).
-fn unit_interval(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("`{text}` is not a number in [0, 1]")),
-    }
+/// Parses a nucleus mass (`--top-p`), in the range [`Sampling::top_p_problem`] allows.
+fn top_p(text: &str) -> Result<f64, String> {
+    number(text, Sampling::top_p_problem)
+}
+
+/// Parses a number that `problem` accepts.
+fn number(text: &str, problem: fn(f64) -> Option<String>) -> Result<f64, String> {
+    let v = text
+        .parse::<f64>()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    problem(v).map_or(Ok(v), Err)
 }
 
 /// Parses an integer ≥ 1 (counts, steps, batches).
@@ -241,7 +244,7 @@ fn usage_line(e: &clap::Error) -> String {
     format!("{first} (see `{command} --help`)")
 }
 
-/// A message on one line: line breaks become spaces.
+/// A message on one line: every run of whitespace, line breaks included, becomes one space.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
