@@ -7,8 +7,8 @@
 // and that nothing reached the console (the worker's included).
 //   node --test tests/browser/errors.test.mjs     (after pkg/ is built and scripts/models.sh)
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { TINY, cutAfter, modelFile, safetensors, served, start } from './harness.mjs';
+import { test } from 'node:test';
+import { TINY, cutAfter, modelFile, safetensors, served, sharedPage } from './harness.mjs';
 
 const TIMEOUT = 120_000;
 const tiny = modelFile('var-tiny-a.safetensors');
@@ -27,28 +27,13 @@ const routes = {
   },
 };
 
-let harness;
-let page;
-let problems;
-
-before(async () => {
-  // No --enable-unsafe-webgpu: this Chromium has no WebGPU adapter.
-  harness = await start({ routes });
-  ({ page, problems } = await harness.open());
-  await page.evaluate(async (model) => {
-    window.engine = await window.nextscale.createEngine({ model, backend: 'cpu' });
-  }, TINY);
-});
-
-after(async () => {
-  await page?.evaluate(() => window.engine?.dispose());
-  await harness?.close();
-});
+// No --enable-unsafe-webgpu: this Chromium has no WebGPU adapter.
+const shared = sharedPage({ routes, engine: { model: TINY, backend: 'cpu' } });
 
 /** What `body` (the source of an async function run in the page, with `nextscale`, `engine`
  * and `drain` in scope) returned or threw. */
 function run(body, arg) {
-  return page.evaluate(
+  return shared.page.evaluate(
     ([source, value]) => window.outcome(() => new Function('arg', `return (${source})(arg);`)(value)),
     [body, arg],
   );
@@ -66,7 +51,7 @@ function assertError(result, code, message) {
 }
 
 function assertQuiet() {
-  assert.deepEqual(problems.splice(0), [], 'nothing on the console');
+  assert.deepEqual(shared.problems.splice(0), [], 'nothing on the console');
 }
 
 // A wrong value for every option. `call` is the expression run in the page; it may throw at

@@ -4,6 +4,7 @@
 // `window.nextscale`), launches Debian's Chromium, and opens that page with its console
 // watched (the engine worker's console included). Not a test file itself.
 import { readFileSync } from 'node:fs';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 import { serve } from '../../scripts/serve.mjs';
 
@@ -50,6 +51,30 @@ export async function start({ routes = {}, flags = [] } = {}) {
       server.close();
     },
   };
+}
+
+/**
+ * One harness page for a whole test file: `before` its tests (node:test hooks) it starts a
+ * harness with `routes` and `flags` and opens the page, and with `engine` (createEngine's
+ * options) makes `window.engine` there; `after` them it disposes the engine and closes all.
+ * The returned object's `harness`, `page` and `problems` are set once `before` has run.
+ */
+export function sharedPage({ routes, flags, engine } = {}) {
+  const shared = {};
+  before(async () => {
+    shared.harness = await start({ routes, flags });
+    Object.assign(shared, await shared.harness.open());
+    if (engine) {
+      await shared.page.evaluate(async (options) => {
+        window.engine = await window.nextscale.createEngine(options);
+      }, engine);
+    }
+  });
+  after(async () => {
+    if (engine) await shared.page?.evaluate(() => window.engine?.dispose());
+    await shared.harness?.close();
+  });
+  return shared;
 }
 
 /** A route that answers `body` with its whole length announced, and cuts the connection

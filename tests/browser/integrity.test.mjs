@@ -7,8 +7,8 @@
 //   scripts/models.sh)
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, test } from 'node:test';
-import { counted, modelFile, start } from './harness.mjs';
+import { test } from 'node:test';
+import { counted, modelFile, sharedPage } from './harness.mjs';
 
 const TIMEOUT = 120_000;
 const CACHE = 'nextscale-models-v1';
@@ -30,23 +30,12 @@ const routes = {
   '/integrity/wrong-bytes': counted(() => bad),
 };
 
-let harness;
-let page;
-let problems;
-
-before(async () => {
-  harness = await start({ routes });
-  ({ page, problems } = await harness.open());
-});
-
-after(async () => {
-  await harness?.close();
-});
+const shared = sharedPage({ routes });
 
 /** Loads `path` with `sha256` on the CPU and generates one image; the outcome, with the
  * progress events' `cached` flags. */
 function load(path, sha256) {
-  return page.evaluate(
+  return shared.page.evaluate(
     ([model, hash]) => {
       const cached = [];
       return window.outcome(async () => {
@@ -62,7 +51,7 @@ function load(path, sha256) {
 
 /** Writes the wrong bytes, cut to `length`, into the engine's Cache API entry for `path`. */
 function overwriteCache(path, length) {
-  return page.evaluate(
+  return shared.page.evaluate(
     async ([name, url, end]) => {
       const wrong = await (await fetch('/integrity/wrong-bytes')).arrayBuffer();
       const cache = await caches.open(name);
@@ -74,7 +63,7 @@ function overwriteCache(path, length) {
 
 /** The SHA-256 of the Cache API entry for `path`, or null without one. */
 function cachedSha(path) {
-  return page.evaluate(
+  return shared.page.evaluate(
     async ([name, url]) => {
       const hit = await (await caches.open(name)).match(new URL(url, location.href).href);
       if (!hit) return null;
@@ -94,7 +83,7 @@ test('a model whose hash matches loads, and its cached copy is used next time', 
   assert.deepEqual(second.value, { scales: [1, 2, 3, 4], cached: [true] }, JSON.stringify(second.error));
   assert.equal(routes[path].requests, 1);
   assert.equal(await cachedSha(path), GOOD);
-  assert.deepEqual(problems.splice(0), []);
+  assert.deepEqual(shared.problems.splice(0), []);
 });
 
 test('a corrupted Cache API entry is dropped and downloaded again', { timeout: TIMEOUT }, async () => {
@@ -106,7 +95,7 @@ test('a corrupted Cache API entry is dropped and downloaded again', { timeout: T
   assert.deepEqual(result.value, { scales: [1, 2, 3, 4], cached: [true, false] }, JSON.stringify(result.error));
   assert.equal(routes[path].requests, before + 1, 'one download');
   assert.equal(await cachedSha(path), GOOD, 'the cache holds the right bytes again');
-  assert.deepEqual(problems.splice(0), []);
+  assert.deepEqual(shared.problems.splice(0), []);
 });
 
 test('a server that sends wrong bytes: downloaded twice, then E_NETWORK naming both hashes', { timeout: TIMEOUT }, async () => {
@@ -116,7 +105,7 @@ test('a server that sends wrong bytes: downloaded twice, then E_NETWORK naming b
   assert.match(result.error.message, new RegExp(`bad\\.safetensors has SHA-256 ${BAD}, not the expected ${GOOD}: it was downloaded twice and differed both times`));
   assert.equal(routes[path].requests, 2);
   assert.equal(await cachedSha(path), null, 'nothing wrong stays cached');
-  assert.deepEqual(problems.splice(0), []);
+  assert.deepEqual(shared.problems.splice(0), []);
 });
 
 test('a corrupted cache entry and a server that sends wrong bytes: one download, then E_NETWORK', { timeout: TIMEOUT }, async () => {
@@ -127,11 +116,11 @@ test('a corrupted cache entry and a server that sends wrong bytes: one download,
   assert.match(result.error.message, new RegExp(`has SHA-256 ${BAD}, not the expected ${GOOD}: the cached copy differed and was dropped, and a fresh download differs too`));
   assert.equal(routes[path].requests, 1);
   assert.equal(await cachedSha(path), null);
-  assert.deepEqual(problems.splice(0), []);
+  assert.deepEqual(shared.problems.splice(0), []);
 });
 
 test('model bytes given as an ArrayBuffer are checked too: E_MODEL_FORMAT naming both hashes', { timeout: TIMEOUT }, async () => {
-  const result = await page.evaluate(
+  const result = await shared.page.evaluate(
     (hash) =>
       window.outcome(async () => {
         const model = await (await fetch('/integrity/wrong-bytes')).arrayBuffer();
@@ -142,12 +131,12 @@ test('model bytes given as an ArrayBuffer are checked too: E_MODEL_FORMAT naming
   );
   assert.equal(result.error?.code, 'E_MODEL_FORMAT', JSON.stringify(result));
   assert.equal(result.error.message, `the model bytes have SHA-256 ${BAD}, not the expected ${GOOD}`);
-  assert.deepEqual(problems.splice(0), []);
+  assert.deepEqual(shared.problems.splice(0), []);
 });
 
 test('the demo page checks a manifest model against the manifest\'s hash', { timeout: TIMEOUT }, async () => {
-  const demo = await harness.browser.newPage();
-  await demo.goto(`${harness.base}/web/dist/?backend=cpu&model=var-tiny-a`);
+  const demo = await shared.harness.browser.newPage();
+  await demo.goto(`${shared.harness.base}/web/dist/?backend=cpu&model=var-tiny-a`);
   await demo.waitForFunction(() => ['ready', 'error'].includes(document.querySelector('[data-testid=status]')?.textContent ?? ''), undefined, { timeout: TIMEOUT });
   const message = await demo.getByTestId('error').textContent();
   assert.match(message, new RegExp(`^E_NETWORK: .*var-tiny-a\\.safetensors\\?v=\\w+ has SHA-256 ${BAD}, not the expected ${GOOD}`));

@@ -12,8 +12,8 @@
 // them after 60 s, and it counts the shared wasm memory as the engine worker's JS heap.
 //   node --test tests/browser/soak.test.mjs   (after pkg/ is built)
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { MODELS, start } from './harness.mjs';
+import { test } from 'node:test';
+import { MODELS, sharedPage } from './harness.mjs';
 
 const TIMEOUT = 600_000;
 const MODEL = `${MODELS}/emoji32.safetensors`;
@@ -23,28 +23,16 @@ const EVERY = 50;
  * memory and of its worker's JS heap. */
 const GROWTH = 0.05;
 
-let harness;
-let page;
-let problems;
-
-before(async () => {
-  harness = await start({ flags: ['--enable-blink-features=ForceEagerMeasureMemory'] });
-  ({ page, problems } = await harness.open());
-  await page.evaluate(async (model) => {
-    window.engine = await window.nextscale.createEngine({ model, backend: 'cpu', threads: 1 });
-  }, MODEL);
-});
-
-after(async () => {
-  await page?.evaluate(() => window.engine?.dispose());
-  await harness?.close();
+const shared = sharedPage({
+  flags: ['--enable-blink-features=ForceEagerMeasureMemory'],
+  engine: { model: MODEL, backend: 'cpu', threads: 1 },
 });
 
 /** The engine's wasm memory and the JS heaps in use, in bytes: each heap the least of three
  * measurements, each after a garbage collection (the page's heap moves by a few per cent
  * from one to the next). */
 function measure() {
-  return page.evaluate(async () => {
+  return shared.page.evaluate(async () => {
     const { wasmBytes } = await window.engine.memory();
     const heaps = { engineWorker: Infinity, page: Infinity };
     for (let i = 0; i < 3; i++) {
@@ -61,14 +49,14 @@ function measure() {
 }
 
 test(`${GENERATIONS} generations in one engine: the engine's memory grows by at most 5 % after the first ${EVERY}`, { timeout: TIMEOUT }, async (t) => {
-  const info = await page.evaluate(() => ({ threads: window.engine.info.threads, classes: window.engine.info.classNames.length }));
+  const info = await shared.page.evaluate(() => ({ threads: window.engine.info.threads, classes: window.engine.info.classNames.length }));
   t.diagnostic(`CPU backend, ${info.threads} threads`);
   // The first measurement allocates for the API itself: keep it out of the samples.
   await measure();
   const samples = [];
   const started = Date.now();
   for (let done = 0; done < GENERATIONS; done += EVERY) {
-    const scales = await page.evaluate(
+    const scales = await shared.page.evaluate(
       async ([from, count, classes]) => {
         const seen = [];
         for (let i = from; i < from + count; i++) {
@@ -96,13 +84,13 @@ test(`${GENERATIONS} generations in one engine: the engine's memory grows by at 
   // measurement jumps by more than 5 % from one call to the next: reported, not asserted. The
   // package's page side is checked by what it holds instead: nothing once all has ended.
   t.diagnostic(`page: ${samples.map((s) => s.page).join(', ')} bytes`);
-  const held = await page.evaluate(() => ({ streams: window.engine.streams.size, waiters: window.engine.memoryWaiters.size }));
+  const held = await shared.page.evaluate(() => ({ streams: window.engine.streams.size, waiters: window.engine.memoryWaiters.size }));
   assert.deepEqual(held, { streams: 0, waiters: 0 }, 'the Engine holds no finished generation or request');
-  assert.deepEqual(problems.splice(0), []);
+  assert.deepEqual(shared.problems.splice(0), []);
 });
 
 test('50 generations aborted at seeded random points, then a full one: exactly a fresh engine\'s image', { timeout: TIMEOUT }, async (t) => {
-  const result = await page.evaluate(async (model) => {
+  const result = await shared.page.evaluate(async (model) => {
     // mulberry32: a small seeded generator, so the abort points repeat from run to run.
     let state = 20251130;
     const random = () => {
@@ -149,5 +137,5 @@ test('50 generations aborted at seeded random points, then a full one: exactly a
   assert.ok(result.after.pixels.length > 0);
   assert.deepEqual(result.after.pixels, result.reference.pixels, 'byte-equal pixels');
   assert.equal(result.streams, 0, 'the Engine holds no aborted generation');
-  assert.deepEqual(problems.splice(0), []);
+  assert.deepEqual(shared.problems.splice(0), []);
 });
