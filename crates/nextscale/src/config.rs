@@ -122,6 +122,61 @@ pub struct ModelConfig {
     /// requests that leave them unset take these instead of [`Sampling::OFFICIAL`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling: Option<Sampling>,
+    /// Set for an HMAR transformer (`hmar.` tensors) instead of VAR's (`var.`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmar: Option<HmarConfig>,
+}
+
+/// What an HMAR transformer adds to the config: its block split and its default mask
+/// schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmarConfig {
+    /// The next-scale and the mask stacks each have this many blocks; the `depth −
+    /// n_layers_train` blocks before them are shared (`base_blocks`).
+    pub n_layers_train: usize,
+    /// Per scale, how many tokens are fixed by the next-scale pass (`s[0]`) and after each
+    /// refinement pass (`s[j]`); each entry sums to the scale's `pn²`, and a one-entry
+    /// schedule means no refinement.
+    pub mask_schedule: Vec<Vec<usize>>,
+}
+
+impl HmarConfig {
+    /// The official default mask schedule (`utils/sampling_arg_util.py`) for `patch_nums`:
+    /// the 2×2 scale in passes of 1 then 3, the 3×3 scale in 1, 1, 2, 5, every other
+    /// scale in one next-scale pass.
+    pub fn official_mask_schedule(patch_nums: &[usize]) -> Vec<Vec<usize>> {
+        patch_nums
+            .iter()
+            .map(|&pn| match pn {
+                2 => vec![1, 3],
+                3 => vec![1, 1, 2, 5],
+                _ => vec![pn * pn],
+            })
+            .collect()
+    }
+
+    /// Why `schedule` does not fit `patch_nums`, if it does not.
+    pub fn schedule_problem(schedule: &[Vec<usize>], patch_nums: &[usize]) -> Option<String> {
+        if schedule.len() != patch_nums.len() {
+            return Some(format!(
+                "mask schedule has {} entries for {} scales",
+                schedule.len(),
+                patch_nums.len()
+            ));
+        }
+        for (si, (s, pn)) in schedule.iter().zip(patch_nums).enumerate() {
+            let sum = s.iter().try_fold(0usize, |a, &n| a.checked_add(n));
+            if sum != Some(pn * pn) || (si == 0 && s.len() != 1) {
+                return Some(format!(
+                    "mask schedule entry {si} {s:?} must sum to the scale's {} tokens{}",
+                    pn * pn,
+                    if si == 0 { " in one pass" } else { "" }
+                ));
+            }
+        }
+        None
+    }
 }
 
 /// The sampling settings of the scale-by-scale sampler: guidance and the two masks.
@@ -229,6 +284,7 @@ impl ModelConfig {
             attribution: None,
             dd: None,
             sampling: None,
+            hmar: None,
         }
     }
 
@@ -365,6 +421,22 @@ impl ModelConfig {
         }
         if let Some(dd) = &self.dd {
             dd.validate(self.patch_nums.len())?;
+        }
+        if let Some(hmar) = &self.hmar {
+            if hmar.n_layers_train == 0 || hmar.n_layers_train > self.depth {
+                return err(format!(
+                    "hmar.n_layers_train {} must be in 1..={} (depth)",
+                    hmar.n_layers_train, self.depth
+                ));
+            }
+            if self.shared_aln || self.dd.is_some() {
+                return err("an HMAR model has no shared AdaLN and no distilled student".into());
+            }
+            if let Some(problem) =
+                HmarConfig::schedule_problem(&hmar.mask_schedule, &self.patch_nums)
+            {
+                return err(format!("hmar: {problem}"));
+            }
         }
         if let Some(problem) = self.sampling.as_ref().and_then(Sampling::problem) {
             return err(format!("sampling: {problem}"));

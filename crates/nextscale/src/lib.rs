@@ -1,4 +1,4 @@
-//! nextscale core: next-scale prediction (VAR) image generation on burn, generic over the
+//! nextscale core: next-scale prediction (VAR, HMAR) image generation on burn, generic over the
 //! runtime device (flex CPU, wgpu, WebGPU), with no file or network I/O.
 //!
 //! # Layers
@@ -10,7 +10,7 @@
 //! 8 | parity convert train                                          | reference checks, checkpoint conversion, training
 //! 7 | pipeline                                                      | generation scale by scale, as a stream of events
 //! 6 | model                                                         | one model file: tokenizer, transformer, student
-//! 5 | dd preview edit                                               | the distilled student; previews of f_hat; zero-shot edit masks
+//! 5 | dd hmar preview edit                                          | the distilled student; HMAR; previews of f_hat; zero-shot edit masks
 //! 4 | vqvae var classifier                                          | the networks
 //! 3 | nn                                                            | the layers the networks share
 //! 2 | cpu                                                           | host kernels for the flex CPU device
@@ -20,7 +20,8 @@
 //!
 //! - [`config`]: hyper-parameters and metadata of a model file.
 //! - [`weights`]: safetensors loading with typed validation, and the tensor-name prefixes.
-//! - [`vqvae`], [`var`]: the official model family; [`dd`] the distilled student.
+//! - [`vqvae`], [`var`]: the official model family; [`hmar`] the Markovian one with
+//!   masked refinement; [`dd`] the distilled student.
 //! - [`model`]: a loaded model file and the layout a config implies.
 //! - [`edit`]: zero-shot in-painting, out-painting and class editing.
 //! - [`pipeline`]: scale-by-scale generation with streamed events.
@@ -37,6 +38,7 @@ pub mod dataset;
 pub mod dd;
 pub mod edit;
 pub mod error;
+pub mod hmar;
 #[cfg(feature = "image")]
 pub mod input_image;
 pub mod model;

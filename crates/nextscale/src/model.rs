@@ -1,4 +1,4 @@
-//! A loaded model: config, VQ-VAE and VAR transformer on one device.
+//! A loaded model: config, VQ-VAE and a next-scale transformer (VAR or HMAR) on one device.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -8,15 +8,16 @@ use burn::tensor::Device;
 use crate::config::{CONFIG_METADATA_KEY, ModelConfig, PreviewMatrix};
 use crate::dd::DdModel;
 use crate::error::{Error, Result};
+use crate::hmar::Hmar;
 use crate::preview::fit_preview;
 use crate::var::Var;
 use crate::vqvae::Vqvae;
 use crate::weights::{
-    DD_PREFIX, ParamSource, VAE_PREFIX, VAR_PREFIX, WeightFile, is_derived_buffer,
+    DD_PREFIX, HMAR_PREFIX, ParamSource, VAE_PREFIX, VAR_PREFIX, WeightFile, is_derived_buffer,
 };
 
 /// Keys of a fixture `config.json` that describe the reference run, not the model.
-const FIXTURE_RUN_KEYS: [&str; 7] = [
+const FIXTURE_RUN_KEYS: [&str; 14] = [
     "cfgs",
     "seed",
     "batch",
@@ -24,9 +25,26 @@ const FIXTURE_RUN_KEYS: [&str; 7] = [
     "t_lists",
     "loss_split_t",
     "edit",
+    "official",
+    "blocks",
+    "vae",
+    "forward",
+    "refine_cfg_ratio",
+    "sampled",
+    "labels",
 ];
 
-/// A VQ-VAE + VAR model, with an optional Distilled-Decoding student, ready to generate.
+/// The transformer of a model: one of the two next-scale families.
+#[derive(Debug)]
+pub enum Transformer {
+    /// VAR (`var.` tensors): every scale attends to the coarser ones through a KV cache.
+    Var(Box<Var>),
+    /// HMAR (`hmar.` tensors): each scale attends within itself, then refinement passes.
+    Hmar(Box<Hmar>),
+}
+
+/// A VQ-VAE + next-scale transformer model, with an optional Distilled-Decoding student
+/// (VAR only), ready to generate.
 #[derive(Debug)]
 pub struct Model {
     /// Its hyper-parameters and metadata.
@@ -34,7 +52,7 @@ pub struct Model {
     /// The tokenizer.
     pub vae: Vqvae,
     /// The transformer.
-    pub var: Var,
+    pub transformer: Transformer,
     /// The student (`dd.` tensors), when `config.dd` is set.
     pub dd: Option<DdModel>,
     device: Device,
@@ -68,6 +86,14 @@ impl Model {
                     .into(),
             ));
         }
+        let has_hmar = names.iter().any(|n| n.starts_with(HMAR_PREFIX));
+        if has_hmar != config.hmar.is_some() {
+            return Err(Error::Config(if has_hmar {
+                "the file has `hmar.` tensors but its config has no `hmar` settings".into()
+            } else {
+                "the config has `hmar` settings but the file has no `hmar.` tensors".into()
+            }));
+        }
         if has_dd && config.dd.is_none() {
             return Err(Error::Config(
                 "the file has `dd.` tensors but its config has no `dd` settings".into(),
@@ -84,9 +110,17 @@ impl Model {
         let mut vae_src = ParamSource::load(file, VAE_PREFIX, device);
         let vae = Vqvae::new(&mut vae_src, &config)?;
         vae_src.finish()?;
-        let mut var_src = ParamSource::load(file, VAR_PREFIX, device);
-        let var = Var::new(&mut var_src, &config)?;
-        var_src.finish()?;
+        let transformer = if config.hmar.is_some() {
+            let mut src = ParamSource::load(file, HMAR_PREFIX, device);
+            let hmar = Hmar::new(&mut src, &config)?;
+            src.finish()?;
+            Transformer::Hmar(Box::new(hmar))
+        } else {
+            let mut src = ParamSource::load(file, VAR_PREFIX, device);
+            let var = Var::new(&mut src, &config)?;
+            src.finish()?;
+            Transformer::Var(Box::new(var))
+        };
         let dd = match &config.dd {
             Some(dd_config) => {
                 let mut dd_src = ParamSource::load(file, DD_PREFIX, device);
@@ -96,7 +130,7 @@ impl Model {
             }
             None => None,
         };
-        Ok(Self::assemble(config, vae, var, dd, device))
+        Ok(Self::assemble(config, vae, transformer, dd, device))
     }
 
     /// A model with random weights (for benchmarks and as a training start).
@@ -104,28 +138,50 @@ impl Model {
         config.validate()?;
         let mut src = ParamSource::random(seed, device);
         let vae = Vqvae::new(&mut src, &config)?;
-        let var = Var::new(&mut src, &config)?;
+        let transformer = if config.hmar.is_some() {
+            Transformer::Hmar(Box::new(Hmar::new(&mut src, &config)?))
+        } else {
+            Transformer::Var(Box::new(Var::new(&mut src, &config)?))
+        };
         let dd = match &config.dd {
             Some(dd_config) => Some(DdModel::new(&mut src, &config, dd_config.loss_split_t)?),
             None => None,
         };
-        Ok(Self::assemble(config, vae, var, dd, device))
+        Ok(Self::assemble(config, vae, transformer, dd, device))
     }
 
     fn assemble(
         config: ModelConfig,
         vae: Vqvae,
-        var: Var,
+        transformer: Transformer,
         dd: Option<DdModel>,
         device: &Device,
     ) -> Self {
         Self {
             config,
             vae,
-            var,
+            transformer,
             dd,
             device: device.clone(),
             fitted_preview: OnceLock::new(),
+        }
+    }
+
+    /// The VAR transformer; an HMAR model answers with a typed error naming `what` needs VAR.
+    pub fn var(&self, what: &str) -> Result<&Var> {
+        match &self.transformer {
+            Transformer::Var(var) => Ok(var),
+            Transformer::Hmar(_) => Err(Error::BadRequest(format!(
+                "{what} needs a VAR model; this one is HMAR"
+            ))),
+        }
+    }
+
+    /// The model family: `"var"` or `"hmar"`.
+    pub fn family(&self) -> &'static str {
+        match self.transformer {
+            Transformer::Var(_) => "var",
+            Transformer::Hmar(_) => "hmar",
         }
     }
 
@@ -147,11 +203,15 @@ impl Model {
         Ok(self.fitted_preview.get_or_init(|| fitted))
     }
 
-    /// Parameter counts `(vae, var, dd)` (0 without a student).
+    /// Parameter counts `(vae, transformer, dd)` (0 without a student).
     pub fn num_params(&self) -> (usize, usize, usize) {
         use burn::module::Module;
         let dd = self.dd.as_ref().map_or(0, |d| d.num_params());
-        (self.vae.num_params(), self.var.num_params(), dd)
+        let transformer = match &self.transformer {
+            Transformer::Var(var) => var.num_params(),
+            Transformer::Hmar(hmar) => hmar.num_params(),
+        };
+        (self.vae.num_params(), transformer, dd)
     }
 }
 
@@ -164,10 +224,16 @@ pub fn expected_tensors(
     config.validate()?;
     let mut vae_src = ParamSource::spec(VAE_PREFIX, device);
     Vqvae::new(&mut vae_src, config)?;
-    let mut var_src = ParamSource::spec(VAR_PREFIX, device);
-    Var::new(&mut var_src, config)?;
     let mut all = vae_src.into_spec();
-    all.extend(var_src.into_spec());
+    if config.hmar.is_some() {
+        let mut src = ParamSource::spec(HMAR_PREFIX, device);
+        Hmar::new(&mut src, config)?;
+        all.extend(src.into_spec());
+    } else {
+        let mut src = ParamSource::spec(VAR_PREFIX, device);
+        Var::new(&mut src, config)?;
+        all.extend(src.into_spec());
+    }
     Ok(all)
 }
 
@@ -276,6 +342,17 @@ impl ModelConfig {
         if let Some(map) = value.as_object_mut() {
             for key in FIXTURE_RUN_KEYS {
                 map.remove(key);
+            }
+            // HMAR fixtures give the block split and the runs' mask schedule at the top.
+            if let Some(n_layers_train) = map.remove("n_layers_train") {
+                let mask_schedule = map.remove("mask_schedule").unwrap_or_default();
+                map.insert(
+                    "hmar".into(),
+                    serde_json::json!({
+                        "n_layers_train": n_layers_train,
+                        "mask_schedule": mask_schedule,
+                    }),
+                );
             }
         }
         let config: Self =

@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 pub const VAE_PREFIX: &str = "vae.";
 /// Tensor-name prefix of the VAR transformer.
 pub const VAR_PREFIX: &str = "var.";
+/// Tensor-name prefix of the HMAR transformer.
+pub const HMAR_PREFIX: &str = "hmar.";
 /// Tensor-name prefix of the Distilled-Decoding student.
 pub const DD_PREFIX: &str = "dd.";
 /// Tensor-name prefix of the evaluator's classifier.

@@ -1,7 +1,8 @@
-//! Parity with the official PyTorch implementations on every `var-*`, `dd-*` and `edit-*`
-//! fixture directory under `../shared/fixtures` and every directory listed in
+//! Parity with the official PyTorch implementations on every `var-*`, `dd-*`, `edit-*` and
+//! `hmar-*` fixture directory under `../shared/fixtures` and every directory listed in
 //! `NEXTSCALE_FIXTURES` (colon-separated); a directory with `dd.` tensors is a
-//! Distilled-Decoding fixture, one whose config has an `edit` object a zero-shot edit one.
+//! Distilled-Decoding fixture, one with `hmar.` tensors an HMAR one, and one whose config
+//! has an `edit` object a zero-shot edit one.
 //! Tolerances: tokens exact, floats within `parity::FLOAT_TOL` (1e-4) on flex.
 
 mod common;
@@ -13,7 +14,8 @@ use nextscale::ModelConfig;
 
 use nextscale::model::Model;
 use nextscale::parity::{
-    CaseResult, EditTask, load_dd_fixture, run_dd_cases, run_edit_cases, run_var_cases,
+    CaseResult, EditTask, load_dd_fixture, run_dd_cases, run_edit_cases, run_hmar_cases,
+    run_var_cases,
 };
 use nextscale::weights::WeightFile;
 
@@ -26,7 +28,9 @@ fn fixture_dirs() -> Vec<PathBuf> {
         .filter(|p| {
             p.file_name().is_some_and(|n| {
                 let n = n.to_string_lossy();
-                n.starts_with("var-") || n.starts_with("dd-") || n.starts_with("edit-")
+                ["var-", "dd-", "edit-", "hmar-"]
+                    .iter()
+                    .any(|prefix| n.starts_with(prefix))
             })
         })
         .collect();
@@ -64,13 +68,22 @@ fn report(dir: &Path, results: &[CaseResult], failures: &mut Vec<String>) {
     }
 }
 
-fn is_dd(dir: &Path) -> bool {
+/// Whether the directory's weights hold tensors under `prefix`.
+fn has_prefix(dir: &Path, prefix: &str) -> bool {
     let bytes = std::fs::read(dir.join("weights.safetensors")).unwrap();
     WeightFile::parse(&bytes)
         .unwrap()
         .names()
         .iter()
-        .any(|n| n.starts_with("dd."))
+        .any(|n| n.starts_with(prefix))
+}
+
+fn is_dd(dir: &Path) -> bool {
+    has_prefix(dir, "dd.")
+}
+
+fn is_hmar(dir: &Path) -> bool {
+    has_prefix(dir, "hmar.")
 }
 
 fn is_edit(dir: &Path) -> bool {
@@ -85,7 +98,7 @@ fn is_edit(dir: &Path) -> bool {
 fn var_fixtures_match_official_outputs() {
     let dirs: Vec<PathBuf> = fixture_dirs()
         .into_iter()
-        .filter(|d| !is_dd(d) && !is_edit(d))
+        .filter(|d| !is_dd(d) && !is_edit(d) && !is_hmar(d))
         .collect();
     assert!(!dirs.is_empty(), "no var fixtures found");
     let device = Device::flex();
@@ -120,6 +133,58 @@ fn var_fixtures_match_official_outputs() {
     assert!(
         failures.is_empty(),
         "parity failures:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn hmar_fixtures_match_official_outputs() {
+    let dirs: Vec<PathBuf> = fixture_dirs().into_iter().filter(|d| is_hmar(d)).collect();
+    assert!(!dirs.is_empty(), "no hmar fixtures found");
+    let device = Device::flex();
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let json = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let config = ModelConfig::from_fixture_json(&json).unwrap();
+        let weights = std::fs::read(dir.join("weights.safetensors")).unwrap();
+        let cases = std::fs::read(dir.join("cases.safetensors")).unwrap();
+        let model =
+            Model::from_weights(config, &WeightFile::parse(&weights).unwrap(), &device).unwrap();
+        let cases = WeightFile::parse(&cases).unwrap();
+        let results = pollster::block_on(run_hmar_cases(&model, &cases, &json)).unwrap();
+        report(dir, &results, &mut failures);
+        // Both teacher-forced passes, and for every run each pass's logits, the refinement
+        // inputs, the confidences, the masked sets and the generation.
+        let mut groups = vec![
+            "decode.image".to_string(),
+            "forward.ns_logits".into(),
+            "forward.mask_logits".into(),
+        ];
+        for run in ["greedy.cfg1.0", "greedy.cfg4.0", "sampled"] {
+            for group in [
+                ".logits.3.step3",
+                ".refine_in.h.3.step3",
+                ".refine_in.f_hat.3",
+                ".masked.3.step3",
+                ".idx.3",
+                ".f_hat.3",
+                ".image01",
+            ] {
+                groups.push(format!("{run}{group}"));
+            }
+        }
+        groups.push("sampled.conf.3.step2".into());
+        for group in groups {
+            assert!(
+                results.iter().any(|r| r.name.starts_with(&group)),
+                "{}: no {group} case ran",
+                dir.display()
+            );
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "HMAR parity failures:\n{}",
         failures.join("\n")
     );
 }

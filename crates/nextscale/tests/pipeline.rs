@@ -34,6 +34,7 @@ fn request(labels: Vec<Option<usize>>, seed: u64) -> GenerateRequest {
         preview: PreviewMode::None,
         mode: Mode::Var,
         edit: None,
+        mask_schedule: None,
     }
 }
 

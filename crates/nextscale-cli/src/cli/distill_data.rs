@@ -121,6 +121,7 @@ pub fn run(args: DistillDataArgs) -> Result<ExitCode> {
             preview: PreviewMode::None,
             mode: nextscale::pipeline::Mode::Var,
             edit: None,
+            mask_schedule: None,
         };
         let mut generation =
             pollster::block_on(Generation::new(&model, request)?.with_flow(args.flow_steps))?;

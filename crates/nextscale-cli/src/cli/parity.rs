@@ -1,12 +1,14 @@
 //! `nextscale parity`: compare a fixture directory's reference outputs (VAR, Distilled
-//! Decoding or zero-shot editing) with the core.
+//! Decoding, zero-shot editing or HMAR) with the core.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
-use nextscale::parity::{EditTask, load_dd_fixture, run_dd_cases, run_edit_cases, run_var_cases};
+use nextscale::parity::{
+    EditTask, load_dd_fixture, run_dd_cases, run_edit_cases, run_hmar_cases, run_var_cases,
+};
 use nextscale::weights::WeightFile;
 
 use super::load;
@@ -23,6 +25,9 @@ pub fn run(dir: &Path) -> Result<ExitCode> {
     let results = if file.names().iter().any(|n| n.starts_with("dd.")) {
         let pair = load_dd_fixture(&json, &file, &device)?;
         pollster::block_on(run_dd_cases(&pair, &cases))?
+    } else if file.names().iter().any(|n| n.starts_with("hmar.")) {
+        let model = load::model(dir, &device)?;
+        pollster::block_on(run_hmar_cases(&model, &cases, &json))?
     } else if cases.contains("edit.input_image") {
         let model = load::model(dir, &device)?;
         let tasks = EditTask::from_fixture_json(&json)?;

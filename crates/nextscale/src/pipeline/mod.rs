@@ -4,21 +4,25 @@
 //! stream previews as they land and cancel by dropping the generation. Tensors are read back
 //! with `into_data_async`, so the same code runs in a browser on WebGPU.
 //!
-//! Besides the teacher's scale-by-scale [`Mode::Var`], a generation can run the
+//! An HMAR model runs [`Mode::Var`] as its own next-scale pass plus masked refinement
+//! passes (in [`hmar`]). Besides the teacher's scale-by-scale [`Mode::Var`], a generation can run the
 //! Distilled-Decoding student ([`Mode::Dd1`], [`Mode::Dd2`], in [`dd`]) or the naive
 //! one-pass baseline ([`Mode::Parallel`], in [`parallel`]); each of their steps is an event.
 
 mod dd;
+mod hmar;
 mod parallel;
+
+pub use hmar::DrawReplay;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use web_time::Instant;
 
-use crate::config::Sampling;
+use crate::config::{HmarConfig, Sampling};
 use crate::dd::flow::FlowMap;
 use crate::edit::Edit;
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, Transformer};
 use crate::preview::{RgbaImage, fast_preview, to_rgba};
 use crate::readback::read_f32;
 use crate::sampler::{
@@ -45,7 +49,8 @@ pub enum PreviewMode {
 /// Which sampler produces the tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
-    /// The VAR teacher, one transformer pass per scale (an event per scale).
+    /// The next-scale teacher, an event per scale: VAR's pass with its KV cache, or HMAR's
+    /// next-scale pass and refinement passes.
     #[default]
     Var,
     /// The Distilled-Decoding student in one pass.
@@ -99,6 +104,9 @@ pub struct GenerateRequest {
     /// Zero-shot editing: the input tokens to keep at each scale (`var` mode only), one
     /// input image per entry of `labels`.
     pub edit: Option<Edit>,
+    /// HMAR only: the mask schedule, in place of the model's
+    /// ([`HmarConfig::mask_schedule`](crate::config::HmarConfig::mask_schedule)).
+    pub mask_schedule: Option<Vec<Vec<usize>>>,
 }
 
 impl GenerateRequest {
@@ -118,6 +126,7 @@ impl GenerateRequest {
             preview: PreviewMode::Fast,
             mode: Mode::Var,
             edit: None,
+            mask_schedule: None,
         }
     }
 
@@ -152,6 +161,33 @@ impl GenerateRequest {
         }
         if self.seed.checked_add(self.labels.len() as u64).is_none() {
             return bad(format!("seed {} overflows with the batch size", self.seed));
+        }
+        match (&model.config.hmar, &self.mask_schedule) {
+            (Some(_), Some(schedule)) => {
+                if let Some(problem) =
+                    HmarConfig::schedule_problem(schedule, &model.config.patch_nums)
+                {
+                    return bad(problem);
+                }
+            }
+            (None, Some(_)) => return bad("a mask schedule needs an HMAR model".into()),
+            _ => {}
+        }
+        if model.config.hmar.is_some() {
+            let unsupported = if self.mode != Mode::Var {
+                Some(format!("mode {:?}", self.mode))
+            } else if self.edit.is_some() {
+                Some("editing".to_string())
+            } else if self.sampling.more_smooth {
+                Some("more_smooth (HMAR has no Gumbel path)".to_string())
+            } else {
+                None
+            };
+            if let Some(what) = unsupported {
+                return bad(format!(
+                    "{what} needs a VAR model; an HMAR model samples scale by scale (mode var)"
+                ));
+            }
         }
         if let Some(edit) = &self.edit {
             if self.mode != Mode::Var {
@@ -240,14 +276,25 @@ pub enum Event {
     },
 }
 
+/// What a generation keeps of its transformer between scales.
+enum Passes {
+    /// VAR: the KV cache of every block and the modulations of the class condition.
+    Var {
+        caches: Vec<KvCache>,
+        modulations: Box<Modulations>,
+    },
+    /// HMAR: its modulations and mask schedule.
+    Hmar(Box<hmar::HmarState>),
+}
+
 /// A generation in progress. Advance it with [`Generation::next_event`].
 pub struct Generation<'m> {
     model: &'m Model,
     request: GenerateRequest,
     rngs: Vec<TokenRng>,
-    caches: Vec<KvCache>,
-    /// Modulations of the class condition, batch `2B` with guidance (cond then null), else `B`.
-    modulations: Modulations,
+    /// The transformer's per-request state; its condition has batch `2B` with guidance
+    /// (cond then null), else `B`.
+    passes: Passes,
     guided: bool,
     next_x_blc: Option<Tensor<3>>,
     f_hat: Tensor<4>,
@@ -259,6 +306,8 @@ pub struct Generation<'m> {
     flow: Option<(FlowMap, Vec<Vec<f32>>)>,
     /// The student's state in a DD mode.
     dd: Option<dd::DdState>,
+    /// Tokens replayed in place of HMAR's draws ([`Generation::replay_draws`]).
+    replay: Option<DrawReplay>,
 }
 
 impl<'m> Generation<'m> {
@@ -267,7 +316,7 @@ impl<'m> Generation<'m> {
         request.validate(model)?;
         let device = model.device();
         let b = request.labels.len();
-        let null = model.var.null_class() as i64;
+        let null = model.config.num_classes as i64;
         // cfg = 0 makes t = 0 at every scale, so the unconditional half cannot change the
         // result and is skipped.
         let guided = request.cfg > 0.0;
@@ -281,9 +330,23 @@ impl<'m> Generation<'m> {
         }
         let n = labels.len();
         let labels_n = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device);
-        let cond_bd = model.var.cond(labels_n);
-        let next_x_blc = Some(model.var.sos(cond_bd.clone()));
-        let modulations = model.var.modulations(cond_bd);
+        let (next_x_blc, passes) = match &model.transformer {
+            Transformer::Var(var) => {
+                let cond_bd = var.cond(labels_n);
+                let sos_blc = var.sos(cond_bd.clone());
+                let passes = Passes::Var {
+                    caches: var.new_caches(),
+                    modulations: Box::new(var.modulations(cond_bd)),
+                };
+                (sos_blc, passes)
+            }
+            Transformer::Hmar(h) => {
+                let cond_bd = h.cond(labels_n);
+                let sos_blc = h.sos(cond_bd.clone());
+                let state = hmar::HmarState::new(h, cond_bd, &model.config, &request)?;
+                (sos_blc, Passes::Hmar(Box::new(state)))
+            }
+        };
         let hw = model.config.latent_size();
         let f_hat = Tensor::zeros([b, model.config.cvae, hw, hw], device);
         let rngs = (0..b as u64)
@@ -292,10 +355,9 @@ impl<'m> Generation<'m> {
         Ok(Self {
             model,
             rngs,
-            caches: model.var.new_caches(),
-            modulations,
+            passes,
             guided,
-            next_x_blc,
+            next_x_blc: Some(next_x_blc),
             f_hat,
             si: 0,
             started: Instant::now(),
@@ -303,6 +365,7 @@ impl<'m> Generation<'m> {
             finished: false,
             flow: None,
             dd: dd::DdState::new(model, &request)?,
+            replay: None,
             request,
         })
     }
@@ -311,7 +374,7 @@ impl<'m> Generation<'m> {
     /// guided, masked distribution and image i's noise [`dd_noise`]`(seed + i)`, instead
     /// of sampling: the deterministic noise → tokens map that Distilled Decoding learns.
     pub async fn with_flow(mut self, steps: usize) -> Result<Self> {
-        if self.request.mode != Mode::Var {
+        if self.request.mode != Mode::Var || self.model.config.hmar.is_some() {
             return Err(Error::BadRequest(
                 "the flow map drives the VAR teacher only".into(),
             ));
@@ -366,6 +429,7 @@ impl<'m> Generation<'m> {
         }
         let t0 = Instant::now();
         let (tokens, f_hat) = match self.request.mode {
+            Mode::Var if matches!(self.passes, Passes::Hmar(_)) => self.hmar_step().await?,
             Mode::Var => self.step().await?,
             Mode::Dd1 | Mode::Dd2 => self.dd_step().await?,
             Mode::Parallel => self.parallel_step().await?,
@@ -405,20 +469,25 @@ impl<'m> Generation<'m> {
         let l = pn * pn;
         let b = self.request.labels.len();
         let v = config.vocab_size;
+        let var = model.var("the KV-cached pass")?;
+        let Passes::Var {
+            caches,
+            modulations,
+        } = &mut self.passes
+        else {
+            return Err(Error::BadRequest("a VAR pass on an HMAR generation".into()));
+        };
         let x_blc = self
             .next_x_blc
             .take()
             .expect("input prepared for every scale");
-        let logits_nlv =
-            model
-                .var
-                .forward_blocks(x_blc, &self.modulations, None, Some(&mut self.caches));
+        let logits_nlv = var.forward_blocks(x_blc, modulations, None, Some(caches));
         let logits = PassLogits::read(logits_nlv, b, self.guided).await?;
         let t = cfg_weight(self.request.cfg, si, sn);
         let ratio = si as f64 / (sn - 1) as f64;
         let opts = self.request.sampling;
         let cvae = config.cvae;
-        let offset = self.model.var.begin_ends()[si].0;
+        let offset = var.begin_ends()[si].0;
         let mut tokens = vec![Vec::with_capacity(l); b];
         let mut soft = Vec::new();
         for (bi, (rng, toks)) in self.rngs.iter_mut().zip(tokens.iter_mut()).enumerate() {
@@ -486,7 +555,7 @@ impl<'m> Generation<'m> {
             let x_blcv = next_bchw
                 .reshape([b, cvae, pn_next * pn_next])
                 .swap_dims(1, 2);
-            let x_blc = model.var.embed_scale(si + 1, x_blcv);
+            let x_blc = var.embed_scale(si + 1, x_blcv);
             self.next_x_blc = Some(if self.guided {
                 x_blc.repeat_dim(0, 2)
             } else {

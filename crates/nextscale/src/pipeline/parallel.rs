@@ -5,7 +5,7 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::{Generation, PassLogits};
+use super::{Generation, PassLogits, Passes};
 use crate::error::{Error, Result};
 use crate::sampler::{cfg_weight, sample_token};
 
@@ -14,6 +14,12 @@ impl Generation<'_> {
     /// event's tokens are the whole sequence.
     pub(super) async fn parallel_step(&mut self) -> Result<(Vec<Vec<u32>>, Tensor<4>)> {
         let model = self.model;
+        let var = model.var("the parallel baseline")?;
+        let Passes::Var { modulations, .. } = &self.passes else {
+            return Err(Error::BadRequest(
+                "the parallel baseline needs a VAR model".into(),
+            ));
+        };
         let config = &model.config;
         let device = model.device();
         let sos_blc = self
@@ -24,20 +30,16 @@ impl Generation<'_> {
         let first_l = config.patch_nums[0] * config.patch_nums[0];
         let l = config.seq_len();
         let empty_blcv = Tensor::<3>::zeros([n, l - first_l, config.cvae], device);
-        let rest_blc = model.var.word_embed(empty_blcv) + model.var.lvl_pos(first_l, l);
+        let rest_blc = var.word_embed(empty_blcv) + var.lvl_pos(first_l, l);
         let x_blc = Tensor::cat(vec![sos_blc, rest_blc], 1);
-        let logits_nlv = model.var.forward_blocks(
-            x_blc,
-            &self.modulations,
-            Some(model.var.causal_mask(device)),
-            None,
-        );
+        let logits_nlv =
+            var.forward_blocks(x_blc, modulations, Some(var.causal_mask(device)), None);
         let (b, sn) = (self.request.labels.len(), config.patch_nums.len());
         let logits = PassLogits::read(logits_nlv, b, self.guided).await?;
         let opts = self.request.sampling;
         let mut tokens: Vec<Vec<u32>> = vec![Vec::with_capacity(l); b];
         let mut f_hat = self.f_hat.clone();
-        for (si, (begin, end)) in model.var.begin_ends().into_iter().enumerate() {
+        for (si, (begin, end)) in var.begin_ends().into_iter().enumerate() {
             let t = cfg_weight(self.request.cfg, si, sn);
             let mut scale = Vec::with_capacity(b * (end - begin));
             for (bi, (rng, toks)) in self.rngs.iter_mut().zip(tokens.iter_mut()).enumerate() {

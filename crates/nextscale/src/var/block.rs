@@ -48,10 +48,9 @@ pub struct AdaLnSelfAttn {
 }
 
 impl AdaLnSelfAttn {
-    /// Builds `blocks.{index}.*`.
-    pub fn new(src: &mut ParamSource, config: &ModelConfig, index: usize) -> Result<Self> {
+    /// Builds the block `{name}.*` (VAR's `blocks.{i}`, HMAR's `base_blocks.{i}` …).
+    pub fn new(src: &mut ParamSource, config: &ModelConfig, name: &str) -> Result<Self> {
         let (c, d) = (config.embed_dim, config.embed_dim);
-        let name = format!("blocks.{index}");
         let out_std = INIT_STD / (2.0 * config.depth as f64).sqrt();
         let hidden = config.ffn_hidden();
         Ok(Self {
@@ -148,11 +147,12 @@ pub struct AdaLnBeforeHead {
 }
 
 impl AdaLnBeforeHead {
-    /// Builds `head_nm.ada_lin.1`.
-    pub fn new(src: &mut ParamSource, config: &ModelConfig) -> Result<Self> {
+    /// Builds `{name}.ada_lin.1` (VAR's `head_nm`, HMAR's `ns_head_nm` and `mask_head_nm`).
+    pub fn new(src: &mut ParamSource, config: &ModelConfig, name: &str) -> Result<Self> {
         let c = config.embed_dim;
+        let ada_lin = format!("{name}.ada_lin.1");
         Ok(Self {
-            ada_lin: Linear::with_std(src, "head_nm.ada_lin.1", c, 2 * c, true, INIT_STD * 0.5)?,
+            ada_lin: Linear::with_std(src, &ada_lin, c, 2 * c, true, INIT_STD * 0.5)?,
             embed_dim: c,
             norm_eps: config.norm_eps,
         })

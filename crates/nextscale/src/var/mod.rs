@@ -4,17 +4,19 @@
 
 mod attention;
 mod block;
+mod embed;
 
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub use attention::{KvCache, SelfAttention};
 pub use block::{AdaLnBeforeHead, AdaLnSelfAttn, BlockCond, Ffn};
+pub use embed::ScaleEmbed;
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::nn::{Embedding, INIT_STD, Linear, silu};
-use crate::weights::{Init, ParamSource};
+use crate::nn::{INIT_STD, Linear, silu};
+use crate::weights::ParamSource;
 
 /// Additive mask value for blocked attention (finite, so WGSL stays well-defined).
 const MASKED: f32 = -1e30;
@@ -33,16 +35,12 @@ pub struct Modulations {
 #[derive(Module, Debug)]
 pub struct Var {
     word_embed: Linear,
-    class_emb: Embedding,
-    pos_start: Param<Tensor<3>>,
-    pos_1lc: Param<Tensor<3>>,
-    lvl_embed: Embedding,
+    embed: ScaleEmbed,
     shared_ada_lin: Option<Linear>,
     blocks: Vec<AdaLnSelfAttn>,
     head_nm: AdaLnBeforeHead,
     head: Linear,
     patch_nums: Vec<usize>,
-    num_classes: usize,
     embed_dim: usize,
 }
 
@@ -50,52 +48,34 @@ impl Var {
     /// Builds every `var.*` tensor of `config` (without the prefix; the source has it).
     pub fn new(src: &mut ParamSource, config: &ModelConfig) -> Result<Self> {
         let c = config.embed_dim;
-        let init_std = (1.0 / c as f64 / 3.0).sqrt();
-        let first_l = config.patch_nums[0] * config.patch_nums[0];
-        let l = config.seq_len();
         let mut blocks = Vec::with_capacity(config.depth);
         let word_embed = Linear::new(src, "word_embed", config.cvae, c, true)?;
-        let class_emb = Embedding::new(src, "class_emb", config.num_classes + 1, c, init_std)?;
-        let pos_start = src.param("pos_start", [1, first_l, c], Init::Normal(init_std))?;
-        let pos_1lc = src.param("pos_1LC", [1, l, c], Init::Normal(init_std))?;
-        let lvl_embed = Embedding::new(src, "lvl_embed", config.patch_nums.len(), c, init_std)?;
+        let embed = ScaleEmbed::new(src, config)?;
         let shared_ada_lin = if config.shared_aln {
             Some(Linear::new(src, "shared_ada_lin.1", c, 6 * c, true)?)
         } else {
             None
         };
         for i in 0..config.depth {
-            blocks.push(AdaLnSelfAttn::new(src, config, i)?);
+            blocks.push(AdaLnSelfAttn::new(src, config, &format!("blocks.{i}"))?);
         }
-        let head_nm = AdaLnBeforeHead::new(src, config)?;
+        let head_nm = AdaLnBeforeHead::new(src, config, "head_nm")?;
         let head = Linear::with_std(src, "head", c, config.vocab_size, true, INIT_STD * 0.02)?;
         Ok(Self {
             word_embed,
-            class_emb,
-            pos_start,
-            pos_1lc,
-            lvl_embed,
+            embed,
             shared_ada_lin,
             blocks,
             head_nm,
             head,
             patch_nums: config.patch_nums.clone(),
-            num_classes: config.num_classes,
             embed_dim: c,
         })
     }
 
     /// Token offsets `(begin, end)` of each scale in the flattened sequence.
     pub fn begin_ends(&self) -> Vec<(usize, usize)> {
-        let mut cur = 0;
-        self.patch_nums
-            .iter()
-            .map(|pn| {
-                let be = (cur, cur + pn * pn);
-                cur += pn * pn;
-                be
-            })
-            .collect()
+        self.embed.begin_ends()
     }
 
     /// The class condition; label `num_classes` is the null class.
@@ -103,12 +83,12 @@ impl Var {
     /// # Shapes
     /// - labels: `[B]` → `[B, D]`
     pub fn cond(&self, labels_b: Tensor<1, Int>) -> Tensor<2> {
-        self.class_emb.forward(labels_b)
+        self.embed.cond(labels_b)
     }
 
     /// Index of the null (unconditional) class.
     pub fn null_class(&self) -> usize {
-        self.num_classes
+        self.embed.null_class()
     }
 
     /// The per-block condition (shared AdaLN computed once when enabled).
@@ -143,18 +123,7 @@ impl Var {
     /// # Shapes
     /// - returns `[1, end − begin, C]`
     pub fn lvl_pos(&self, begin: usize, end: usize) -> Tensor<3> {
-        let device = self.pos_1lc.val().device();
-        let lvl: Vec<i64> = self
-            .begin_ends()
-            .iter()
-            .enumerate()
-            .flat_map(|(si, (b, e))| std::iter::repeat_n(si as i64, e - b))
-            .skip(begin)
-            .take(end - begin)
-            .collect();
-        let lvl_l = Tensor::<1, Int>::from_data(TensorData::new(lvl, [end - begin]), &device);
-        let lvl_1lc = self.lvl_embed.forward(lvl_l).unsqueeze_dim::<3>(0);
-        lvl_1lc + self.pos_1lc.val().narrow(1, begin, end - begin)
+        self.embed.lvl_pos(begin, end)
     }
 
     /// The first scale's input: class embedding + `pos_start` + level/position embedding.
@@ -162,11 +131,7 @@ impl Var {
     /// # Shapes
     /// - cond: `[B, D]` → `[B, pn₀², C]`
     pub fn sos(&self, cond_bd: Tensor<2>) -> Tensor<3> {
-        let [b, c] = cond_bd.dims();
-        let first_l = self.patch_nums[0] * self.patch_nums[0];
-        cond_bd.reshape([b, 1, c]).expand([b, first_l, c])
-            + self.pos_start.val()
-            + self.lvl_pos(0, first_l)
+        self.embed.sos(cond_bd)
     }
 
     /// Embeds a scale's input map (`word_embed` + level/position) for scale `si`.

@@ -316,6 +316,29 @@ impl VectorQuantizer2 {
         Tensor::cat(parts, 1)
     }
 
+    /// HMAR's refinement teacher-forcing input (`idxBl_to_mask_input`): for each scale
+    /// after the first, its own tokens through bicubic up-sampling and φ, area-downsampled
+    /// back to the scale, flattened.
+    ///
+    /// # Shapes
+    /// - returns `[B, L − pn₀², Cvae]`
+    pub fn idx_to_mask_input(&self, idx_bl: &[Tensor<2, Int>]) -> Tensor<3> {
+        let parts: Vec<Tensor<3>> = idx_bl
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(si, idx)| {
+                let [b, l] = idx.dims();
+                let h_bchw = self.scale_residual(si, self.lookup(idx.clone()));
+                let c = h_bchw.dims()[1];
+                self.area_down(si, h_bchw)
+                    .reshape([b, c, l])
+                    .swap_dims(1, 2)
+            })
+            .collect();
+        Tensor::cat(parts, 1)
+    }
+
     /// One inference step (`get_next_autoregressive_input`): adds scale `si` to f_hat and
     /// returns the new f_hat with the next scale's input map (area-downsampled f_hat), or
     /// `None` after the last scale.
