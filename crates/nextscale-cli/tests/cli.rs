@@ -1,5 +1,5 @@
 //! The `nextscale` binary end to end on the fixtures: parity, sample, edit, inspect,
-//! convert, init and the error paths a user hits.
+//! convert, init, bench (VAR and HMAR) and the error paths a user hits.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use nextscale::model::Model;
-use nextscale::parity::run_var_cases;
+use nextscale::parity::{run_hmar_cases, run_var_cases};
 use nextscale::weights::WeightFile;
 
 fn fixtures() -> PathBuf {
@@ -386,4 +386,142 @@ fn inspect_and_convert_round_trip_the_fixture() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no VQ-VAE encoder"));
+}
+
+#[test]
+fn hmar_converts_inspects_samples_and_benches() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixtures().join("hmar-tiny-a");
+    let out = nextscale(&["parity", path(&fixture)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("sampled.image01") && stdout.contains(" 0 failed"),
+        "{stdout}"
+    );
+
+    // The fixture's weights (`vae.` + `hmar.`) converted: the config is inferred from the
+    // shapes, with the official default mask schedule for these scales.
+    let model_path = dir.path().join("hmar.safetensors");
+    let out = nextscale(&[
+        "convert",
+        "--vae",
+        path(&fixture.join("weights.safetensors")),
+        "--patch-nums",
+        "1,2,3,4",
+        "--out",
+        path(&model_path),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("HMAR V 64 Cvae 8 depth 2"), "{stdout}");
+    let bytes = std::fs::read(&model_path).unwrap();
+    let mut model = Model::from_safetensors(&bytes, &Device::flex()).unwrap();
+    assert_eq!(model.family(), "hmar");
+    let hmar = model.config.hmar.as_mut().unwrap();
+    assert_eq!(hmar.n_layers_train, 1);
+    assert_eq!(
+        hmar.mask_schedule,
+        vec![vec![1], vec![1, 3], vec![1, 1, 2, 5], vec![16]]
+    );
+    // With the fixture's schedule, the converted file reproduces the official outputs.
+    hmar.mask_schedule = vec![vec![1], vec![1, 3], vec![1, 2, 6], vec![4, 5, 4, 3]];
+    let cases = std::fs::read(fixture.join("cases.safetensors")).unwrap();
+    let json = std::fs::read_to_string(fixture.join("config.json")).unwrap();
+    let results = pollster::block_on(run_hmar_cases(
+        &model,
+        &WeightFile::parse(&cases).unwrap(),
+        &json,
+    ))
+    .unwrap();
+    assert!(
+        results.len() > 100 && results.iter().all(|r| r.passed()),
+        "{results:?}"
+    );
+
+    let out = nextscale(&["inspect", path(&model_path)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "1 base + 1 next-scale + 1 mask blocks; mask schedule [[1], [1, 3], [1, 1, 2, 5], [16]]"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("+ hmar "), "{stdout}");
+
+    let sample = |out: &Path| {
+        nextscale(&[
+            "sample",
+            "--model",
+            path(&model_path),
+            "--class",
+            "3",
+            "--count",
+            "2",
+            "--out",
+            path(out),
+        ])
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for o in [&a, &b] {
+        let out = sample(o);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for seed in 0..2 {
+        let name = format!("3_{seed}.png");
+        let img = png(&a.join(&name));
+        assert_eq!(img.dimensions(), (64, 64));
+        assert!(
+            img.pixels().any(|p| p != img.get_pixel(0, 0)),
+            "uniform image"
+        );
+        assert_eq!(
+            std::fs::read(a.join(&name)).unwrap(),
+            std::fs::read(b.join(&name)).unwrap()
+        );
+    }
+    assert_ne!(
+        png(&a.join("3_0.png")),
+        png(&a.join("3_1.png")),
+        "seeds differ"
+    );
+
+    let out = nextscale(&[
+        "bench",
+        "--model",
+        path(&model_path),
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // What only VAR can do is refused with one line, not a panic.
+    let out = nextscale(&[
+        "sample",
+        "--model",
+        path(&model_path),
+        "--class",
+        "1",
+        "--mode",
+        "parallel",
+        "--out",
+        path(&dir.path().join("p")),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("needs a VAR model"), "{stderr}");
 }

@@ -142,6 +142,9 @@ pub struct HmarConfig {
 }
 
 impl HmarConfig {
+    /// Next-scale and mask blocks of every released HMAR depth.
+    pub const OFFICIAL_N_LAYERS_TRAIN: usize = 8;
+
     /// The official default mask schedule (`utils/sampling_arg_util.py`) for `patch_nums`:
     /// the 2×2 scale in passes of 1 then 3, the 3×3 scale in 1, 1, 2, 5, every other
     /// scale in one next-scale pass.
@@ -286,6 +289,37 @@ impl ModelConfig {
             sampling: None,
             hmar: None,
         }
+    }
+
+    /// The official HMAR-dNN architecture (NVlabs/HMAR): VAR-dNN's sizes, its blocks split
+    /// into `depth − 8` base blocks and 8 next-scale and 8 mask blocks, with the official
+    /// default mask schedule and, at a released depth, the official sampling.
+    pub fn official_hmar(depth: usize) -> Self {
+        let mut config = Self::official(depth);
+        config.hmar = Some(HmarConfig {
+            n_layers_train: HmarConfig::OFFICIAL_N_LAYERS_TRAIN.min(depth),
+            mask_schedule: HmarConfig::official_mask_schedule(&config.patch_nums),
+        });
+        config.sampling = Self::official_hmar_sampling(depth);
+        config
+    }
+
+    /// The official sampling of the released HMAR depths (`config/sample/hmar-d*.yaml`):
+    /// cfg 1.7, 1.9, 2.1, 1.7 and top-k 1000, 950, 900, 1000 for d16, d20, d24, d30, top-p
+    /// 0.99; `None` at other depths.
+    pub fn official_hmar_sampling(depth: usize) -> Option<Sampling> {
+        let (cfg, top_k) = match depth {
+            16 => (1.7, 1000),
+            20 => (1.9, 950),
+            24 => (2.1, 900),
+            30 => (1.7, 1000),
+            _ => return None,
+        };
+        Some(Sampling {
+            cfg,
+            top_k,
+            top_p: 0.99,
+        })
     }
 
     /// The bundled emoji model's architecture: 32 px, an 8×8 latent quantized over

@@ -69,3 +69,45 @@ fn layout_check_names_the_problem() {
         Err(nextscale::Error::ExtraTensors(_))
     ));
 }
+
+#[test]
+fn official_hmar_d16_layout_is_what_we_load() {
+    let mut shapes = read_tsv("vae_ch160v4096z32+var_d16.tsv", "vae");
+    let hmar = read_tsv("hmar-d16.tsv", "hmar");
+    assert_eq!(hmar.len(), 329, "the released d16 state dict");
+    shapes.extend(hmar);
+    let config = infer_config(&shapes, None, None).unwrap();
+    assert_eq!(config, ModelConfig::official_hmar(16));
+    let hmar = config.hmar.as_ref().unwrap();
+    assert_eq!(hmar.n_layers_train, 8);
+    // Only the 2×2 and 3×3 scales are refined by default.
+    assert_eq!(hmar.mask_schedule[1], vec![1, 3]);
+    assert_eq!(hmar.mask_schedule[2], vec![1, 1, 2, 5]);
+    assert_eq!(hmar.mask_schedule[9], vec![256]);
+    let sampling = config.sampling.unwrap();
+    assert_eq!(
+        (sampling.cfg, sampling.top_k, sampling.top_p),
+        (1.7, 1000, 0.99)
+    );
+    check_layout(&shapes, &config, &Device::flex()).unwrap();
+}
+
+#[test]
+fn official_hmar_sizes_match_the_released_models() {
+    // Parameters of the transformer alone (buffers excluded), from the fixtures' README.
+    for (depth, params) in [
+        (16, 467_691_904usize),
+        (20, 845_517_872),
+        (24, 1_384_328_960),
+        (30, 2_556_324_212),
+    ] {
+        let config = ModelConfig::official_hmar(depth);
+        let expected = nextscale::model::expected_tensors(&config, &Device::flex()).unwrap();
+        let count: usize = expected
+            .iter()
+            .filter(|(n, _)| n.starts_with("hmar."))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        assert_eq!(count, params, "HMAR-d{depth}");
+    }
+}

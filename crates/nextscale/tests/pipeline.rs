@@ -1,6 +1,7 @@
 //! Generation pipeline behaviour on the tiny fixture model: events, previews, seeds,
 //! batching, unconditional sampling and request validation; and the Distilled-Decoding,
-//! parallel-baseline and flow-map modes on a small random model with a student.
+//! parallel-baseline and flow-map modes on a small random model with a student; HMAR's
+//! seeds, mask schedules and refusals on the hmar-tiny-a fixture model.
 
 mod common;
 
@@ -245,5 +246,60 @@ fn students_of_every_loss_split_generate() {
             assert_eq!(events, mode.dd_steps(), "split {split}, {mode:?}");
             assert_eq!(pixels.len(), 32 * 32 * 4, "split {split}, {mode:?}");
         }
+    }
+}
+
+/// The hmar-tiny-a fixture model (its config carries the fixture's mask schedule).
+fn hmar_model() -> Model {
+    let (config, bytes) = common::fixture_parts("hmar-tiny-a");
+    let file = nextscale::weights::WeightFile::parse(&bytes).unwrap();
+    Model::from_weights(config, &file, &Device::flex()).unwrap()
+}
+
+#[test]
+fn hmar_samples_by_seed_and_its_schedule_changes_the_tokens() {
+    let model = hmar_model();
+    assert_eq!(model.family(), "hmar");
+    let a = tokens_of(&model, request(vec![Some(3), Some(3)], 11));
+    assert_eq!(a.len(), 4, "one event per scale");
+    assert_eq!(a, tokens_of(&model, request(vec![Some(3), Some(3)], 11)));
+    // Batch rows are independent: image 1 of seed 11 is image 0 of seed 12.
+    let single = tokens_of(&model, request(vec![Some(3)], 12));
+    assert!((0..4).all(|si| a[si][1] == single[si][0]));
+    // No refinement at all is another sampler: some scale comes out different.
+    let mut plain = request(vec![Some(3), Some(3)], 11);
+    plain.mask_schedule = Some(vec![vec![1], vec![4], vec![9], vec![16]]);
+    assert_ne!(a, tokens_of(&model, plain));
+}
+
+#[test]
+fn hmar_refuses_what_only_var_does_and_bad_schedules() {
+    let model = hmar_model();
+    let check = |req: GenerateRequest, needle: &str| match Generation::new(&model, req) {
+        Err(e) => {
+            assert_eq!(e.code(), "E_BAD_REQUEST", "{e}");
+            assert!(e.to_string().contains(needle), "{e}");
+        }
+        Ok(_) => panic!("accepted a bad request"),
+    };
+    let mut r = request(vec![Some(1)], 0);
+    r.mode = Mode::Parallel;
+    check(r, "needs a VAR model");
+    let mut r = request(vec![Some(1)], 0);
+    r.sampling.more_smooth = true;
+    check(r, "no Gumbel path");
+    let mut r = request(vec![Some(1)], 0);
+    r.mask_schedule = Some(vec![vec![1], vec![1, 2], vec![9], vec![16]]);
+    check(r, "entry 1 [1, 2] must sum to the scale's 4 tokens");
+    let mut r = request(vec![Some(1)], 0);
+    r.mask_schedule = Some(vec![vec![1], vec![4]]);
+    check(r, "2 entries for 4 scales");
+    // A VAR model has no schedule to take.
+    let var = common::tiny_model();
+    let mut r = request(vec![Some(1)], 0);
+    r.mask_schedule = Some(vec![vec![1], vec![4], vec![9], vec![16]]);
+    match Generation::new(&var, r) {
+        Err(e) => assert!(e.to_string().contains("needs an HMAR model"), "{e}"),
+        Ok(_) => panic!("a VAR model took a mask schedule"),
     }
 }

@@ -17,7 +17,8 @@ pub struct BenchArgs {
     /// Model file (.safetensors) or fixture directory.
     #[arg(long, conflicts_with = "random")]
     model: Option<PathBuf>,
-    /// Official architecture with random weights: d16, d20, d24 or d30.
+    /// Official architecture with random weights: d16, d20, d24 or d30 (VAR), or hmar-d16 …
+    /// hmar-d30.
     #[arg(long)]
     random: Option<String>,
     /// Timed runs.
@@ -75,11 +76,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let (model, name) = match (&args.model, &args.random) {
         (Some(path), None) => (load::model(path, &device)?, path.display().to_string()),
         (None, Some(size)) => {
-            let config = super::init::official_config(size)?;
-            eprintln!("building VAR-{size} with random weights …");
+            let (config, name) = super::init::official_config(size)?;
+            eprintln!("building {name} with random weights …");
             (Model::random(config, 0, &device)?, format!("random {size}"))
         }
-        _ => bail!("give --model PATH or --random dNN"),
+        _ => bail!("give --model PATH or --random [hmar-]dNN"),
     };
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let sampling = args.sampling.resolve(&model.config)?;

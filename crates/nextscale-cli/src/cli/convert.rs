@@ -1,6 +1,6 @@
-//! `nextscale convert`: official VAR checkpoints → one nextscale model file.
+//! `nextscale convert`: official VAR or HMAR checkpoints → one nextscale model file.
 //!
-//! Reads the VQ-VAE and VAR state dicts (`.pth` through pytorch-reader, or safetensors),
+//! Reads the VQ-VAE and VAR (or HMAR) state dicts (`.pth` through pytorch-reader, or safetensors),
 //! infers the config from the tensor shapes, checks the layout, drops the derived buffers,
 //! fits the fast-preview matrix and writes safetensors with the config in `__metadata__`.
 
@@ -37,12 +37,17 @@ pub enum StoreDtype {
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
     /// VQ-VAE state dict (e.g. vae_ch160v4096z32.pth), or a safetensors file whose names
-    /// already carry the `vae.`/`var.` prefixes (then `--var` is not needed).
+    /// already carry the `vae.`/`var.` or `hmar.` prefixes (then `--var`/`--hmar` is not
+    /// needed).
     #[arg(long)]
     vae: PathBuf,
     /// VAR state dict (e.g. var_d16.pth).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "hmar")]
     var: Option<PathBuf>,
+    /// HMAR state dict (NVlabs/HMAR, e.g. hmar_d16.pth): the model file records its block
+    /// split, the official default mask schedule and the official sampling of its depth.
+    #[arg(long)]
+    hmar: Option<PathBuf>,
     /// Output model file.
     #[arg(long)]
     out: PathBuf,
@@ -94,7 +99,10 @@ fn to_f32(bytes: &[u8], dtype: DType, name: &str) -> Result<Option<Vec<f32>>> {
 fn read_state_dict(path: &Path, prefix: &str, into: &mut StateDict) -> Result<()> {
     let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
     let add = |into: &mut StateDict, name: &str, shape: Vec<usize>, values: Vec<f32>| {
-        let full = if name.starts_with("vae.") || name.starts_with("var.") {
+        let full = if ["vae.", "var.", "hmar."]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
             name.to_string()
         } else {
             format!("{prefix}{name}")
@@ -198,6 +206,9 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
     if let Some(var) = &args.var {
         read_state_dict(var, "var.", &mut state)?;
     }
+    if let Some(hmar) = &args.hmar {
+        read_state_dict(hmar, "hmar.", &mut state)?;
+    }
     let shapes: BTreeMap<String, Vec<usize>> = state
         .iter()
         .map(|(n, (s, _))| (n.clone(), s.clone()))
@@ -228,11 +239,12 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
     let bytes = model_bytes(&state, &config.to_json(), args.dtype)?;
     std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
-        "wrote {} ({:.1} MB, {} tensors{}): V {} Cvae {} depth {} width {} scales {:?}",
+        "wrote {} ({:.1} MB, {} tensors{}): {} V {} Cvae {} depth {} width {} scales {:?}",
         args.out.display(),
         bytes.len() as f64 / 1e6,
         state.len(),
         if args.no_encoder { ", no encoder" } else { "" },
+        if config.hmar.is_some() { "HMAR" } else { "VAR" },
         config.vocab_size,
         config.cvae,
         config.depth,

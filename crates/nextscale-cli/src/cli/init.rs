@@ -12,19 +12,20 @@ use burn::tensor::Device;
 use clap::Args;
 use nextscale::ModelConfig;
 use nextscale::dd::DdModel;
+use nextscale::hmar::Hmar;
 use nextscale::model::Model;
 use nextscale::train::{StateDict, state_dict};
 use nextscale::var::Var;
 use nextscale::vqvae::Vqvae;
-use nextscale::weights::{DD_PREFIX, ParamSource, VAE_PREFIX, VAR_PREFIX};
+use nextscale::weights::{DD_PREFIX, HMAR_PREFIX, ParamSource, VAE_PREFIX, VAR_PREFIX};
 
 use super::convert::{StoreDtype, model_bytes};
 
 /// Options of `nextscale init`.
 #[derive(Args, Debug)]
 pub struct InitArgs {
-    /// Official architecture.
-    #[arg(long, value_parser = ["d16", "d20", "d24", "d30"], required_unless_present = "config", conflicts_with = "config")]
+    /// Official architecture: VAR `d16` … `d30`, or HMAR `hmar-d16` … `hmar-d30`.
+    #[arg(long, value_parser = ["d16", "d20", "d24", "d30", "hmar-d16", "hmar-d20", "hmar-d24", "hmar-d30"], required_unless_present = "config", conflicts_with = "config")]
     random: Option<String>,
     /// Any architecture instead, as a model config JSON file (the `nextscale.config`
     /// metadata of a model file), for instance a tiny one for tests and fuzzing.
@@ -44,18 +45,30 @@ pub struct InitArgs {
     out: PathBuf,
 }
 
-/// The official VAR config of `d16` … `d30`.
-pub fn official_config(name: &str) -> Result<ModelConfig> {
-    match name.strip_prefix('d').and_then(|d| d.parse().ok()) {
-        Some(depth @ (16 | 20 | 24 | 30)) => Ok(ModelConfig::official(depth)),
-        _ => bail!("unknown architecture `{name}`: expected d16, d20, d24 or d30"),
+/// The official config of VAR `d16` … `d30` or HMAR `hmar-d16` … `hmar-d30`, and its name.
+pub fn official_config(name: &str) -> Result<(ModelConfig, String)> {
+    let (hmar, var_name) = match name.strip_prefix("hmar-") {
+        Some(rest) => (true, rest),
+        None => (false, name),
+    };
+    match var_name.strip_prefix('d').and_then(|d| d.parse().ok()) {
+        Some(depth @ (16 | 20 | 24 | 30)) if hmar => Ok((
+            ModelConfig::official_hmar(depth),
+            format!("HMAR-{var_name}"),
+        )),
+        Some(depth @ (16 | 20 | 24 | 30)) => {
+            Ok((ModelConfig::official(depth), format!("VAR-{var_name}")))
+        }
+        _ => {
+            bail!("unknown architecture `{name}`: expected d16, d20, d24, d30 or hmar- before one")
+        }
     }
 }
 
 /// Runs `nextscale init`.
 pub fn run(args: InitArgs) -> Result<ExitCode> {
     let (mut config, name) = match (&args.random, &args.config) {
-        (Some(name), _) => (official_config(name)?, format!("VAR-{name}")),
+        (Some(name), _) => official_config(name)?,
         (None, Some(path)) => {
             let json = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -77,11 +90,17 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     let mut vae_src = ParamSource::random(args.seed, &device).with_prefix(VAE_PREFIX);
     let vae = Vqvae::new(&mut vae_src, &config)?;
     let mut state: StateDict = state_dict(&vae, vae_src.names())?;
-    let mut var_src =
-        ParamSource::random(args.seed.wrapping_add(1), &device).with_prefix(VAR_PREFIX);
-    let var = Var::new(&mut var_src, &config)?;
-    state.extend(state_dict(&var, var_src.names())?);
-    drop((vae, var));
+    let seed = args.seed.wrapping_add(1);
+    if config.hmar.is_some() {
+        let mut src = ParamSource::random(seed, &device).with_prefix(HMAR_PREFIX);
+        let hmar = Hmar::new(&mut src, &config)?;
+        state.extend(state_dict(&hmar, src.names())?);
+    } else {
+        let mut src = ParamSource::random(seed, &device).with_prefix(VAR_PREFIX);
+        let var = Var::new(&mut src, &config)?;
+        state.extend(state_dict(&var, src.names())?);
+    }
+    drop(vae);
     if let Some(dd) = &config.dd {
         let mut dd_src =
             ParamSource::random(args.seed.wrapping_add(2), &device).with_prefix(DD_PREFIX);

@@ -12,7 +12,8 @@ use super::load;
 pub fn run(path: &Path) -> Result<ExitCode> {
     let model = load::model(path, &Device::flex())?;
     let c = &model.config;
-    let (vae, var, dd) = model.num_params();
+    let (vae, transformer, dd) = model.num_params();
+    let family = model.family();
     println!("model       {}", path.display());
     println!(
         "image       {0}×{0} px, latent {1}×{1}, Cvae {2}, V {3}",
@@ -35,12 +36,21 @@ pub fn run(path: &Path) -> Result<ExitCode> {
         }
     );
     println!(
-        "var         depth {} width {} heads {} mlp_ratio {} shared_aln {} attn_l2_norm {}",
+        "{family:<11} depth {} width {} heads {} mlp_ratio {} shared_aln {} attn_l2_norm {}",
         c.depth, c.embed_dim, c.num_heads, c.mlp_ratio, c.shared_aln, c.attn_l2_norm
     );
+    if let Some(h) = &c.hmar {
+        println!(
+            "hmar        {} base + {} next-scale + {} mask blocks; mask schedule {:?}",
+            c.depth - h.n_layers_train,
+            h.n_layers_train,
+            h.n_layers_train,
+            h.mask_schedule
+        );
+    }
     println!(
-        "parameters  vae {vae} + var {var} + dd {dd} = {}",
-        vae + var + dd
+        "parameters  vae {vae} + {family} {transformer} + dd {dd} = {}",
+        vae + transformer + dd
     );
     match &c.dd {
         Some(d) => println!(
