@@ -100,22 +100,10 @@ impl Hmar {
         })
     }
 
-    /// Token offsets `(begin, end)` of each scale in the flattened sequence.
-    pub fn begin_ends(&self) -> Vec<(usize, usize)> {
-        self.embed.begin_ends()
-    }
-
-    /// The class condition; label `num_classes` is the null class.
-    ///
-    /// # Shapes
-    /// - labels: `[B]` → `[B, D]`
-    pub fn cond(&self, labels_b: Tensor<1, Int>) -> Tensor<2> {
-        self.embed.cond(labels_b)
-    }
-
-    /// Index of the null (unconditional) class.
-    pub fn null_class(&self) -> usize {
-        self.embed.null_class()
+    /// The class, start, level and position embeddings (the class condition, the null
+    /// class, the first scale's input).
+    pub fn embed(&self) -> &ScaleEmbed {
+        &self.embed
     }
 
     /// Number of blocks in all three stacks.
@@ -136,14 +124,6 @@ impl Hmar {
         }
     }
 
-    /// The first scale's input: class embedding + `pos_start` + level/position embedding.
-    ///
-    /// # Shapes
-    /// - cond: `[B, D]` → `[B, pn₀², C]`
-    pub fn sos(&self, cond_bd: Tensor<2>) -> Tensor<3> {
-        self.embed.sos(cond_bd)
-    }
-
     /// `word_embed(x) + word_embed_bias`.
     ///
     /// # Shapes
@@ -158,24 +138,25 @@ impl Hmar {
     /// # Shapes
     /// - f_hat: `[B, pn², Cvae]` → `[B, pn², C]`
     pub fn scale_input(&self, si: usize, f_hat_blcv: Tensor<3>) -> Tensor<3> {
-        let (begin, end) = self.begin_ends()[si];
+        let (begin, end) = self.embed.begin_ends()[si];
         self.embed_tokens(f_hat_blcv) + self.embed.lvl_pos(begin, end)
     }
 
     /// The refinement input of scale `si`: row r is `word_embed(f_hat)[r]` plus
-    /// `mask_embed` where `masked_bl` is 1, else `word_embed(h)[r]` (the scale's own tokens
-    /// through φ), plus `word_embed_bias` and level/position.
+    /// `mask_embed` where r is among image b's `masked[b]` positions, else `word_embed(h)[r]`
+    /// (the scale's own tokens through φ), plus `word_embed_bias` and level/position.
     ///
     /// # Shapes
-    /// - f_hat, h: `[B, pn², Cvae]`, masked: `[B, pn²]` of 0/1 → `[B, pn², C]`
+    /// - f_hat, h: `[B, pn², Cvae]` → `[B, pn², C]`
     pub fn refine_input(
         &self,
         si: usize,
         f_hat_blcv: Tensor<3>,
         h_blcv: Tensor<3>,
-        masked_bl: Tensor<2>,
+        masked: &[Vec<usize>],
     ) -> Tensor<3> {
-        let (begin, end) = self.begin_ends()[si];
+        let (begin, end) = self.embed.begin_ends()[si];
+        let masked_bl = mask_flags(masked, end - begin, &f_hat_blcv.device());
         self.refine_rows(f_hat_blcv, h_blcv, masked_bl, begin, end)
     }
 
@@ -252,11 +233,11 @@ impl Hmar {
         labels_b: Tensor<1, Int>,
         ns_input_blcv: Tensor<3>,
     ) -> Tensor<3> {
-        let cond_bd = self.cond(labels_b);
+        let cond_bd = self.embed.cond(labels_b);
         let device = cond_bd.device();
         let (first_l, l) = self.rows();
         let rest_blc = self.embed_tokens(ns_input_blcv) + self.embed.lvl_pos(first_l, l);
-        let x_blc = Tensor::cat(vec![self.sos(cond_bd.clone()), rest_blc], 1);
+        let x_blc = Tensor::cat(vec![self.embed.sos(cond_bd.clone()), rest_blc], 1);
         let modulations = self.modulations(cond_bd);
         let mask_ll = self.block_diagonal_mask(&device);
         self.forward_pass(x_blc, &modulations, Pass::NextScale, Some(mask_ll))
@@ -275,19 +256,13 @@ impl Hmar {
         mask_input_blcv: Tensor<3>,
         mask_idx: &[usize],
     ) -> Tensor<3> {
-        let cond_bd = self.cond(labels_b);
+        let cond_bd = self.embed.cond(labels_b);
         let device = cond_bd.device();
         let (first_l, l) = self.rows();
         let [b, rest, _] = ns_input_blcv.dims();
-        let mut masked = vec![0f32; rest];
-        for &i in mask_idx.iter().filter(|&&i| i < rest) {
-            masked[i] = 1.0;
-        }
-        let masked_bl = Tensor::<1>::from_data(TensorData::new(masked, [rest]), &device)
-            .unsqueeze_dim::<2>(0)
-            .expand([b, rest]);
+        let masked_bl = mask_flags(&vec![mask_idx.to_vec(); b], rest, &device);
         let rest_blc = self.refine_rows(ns_input_blcv, mask_input_blcv, masked_bl, first_l, l);
-        let x_blc = Tensor::cat(vec![self.sos(cond_bd.clone()), rest_blc], 1);
+        let x_blc = Tensor::cat(vec![self.embed.sos(cond_bd.clone()), rest_blc], 1);
         let modulations = self.modulations(cond_bd);
         let mask_ll = self.block_diagonal_mask(&device);
         self.forward_pass(x_blc, &modulations, Pass::Refine, Some(mask_ll))
@@ -295,7 +270,22 @@ impl Hmar {
 
     /// Rows of the first scale and of the whole sequence.
     fn rows(&self) -> (usize, usize) {
-        let begin_ends = self.begin_ends();
+        let begin_ends = self.embed.begin_ends();
         (begin_ends[0].1, begin_ends.last().expect("validated").1)
     }
+}
+
+/// 1 at each image's masked positions among `l`, 0 elsewhere (positions past `l` ignored).
+///
+/// # Shapes
+/// - returns `[masked.len(), l]`
+fn mask_flags(masked: &[Vec<usize>], l: usize, device: &Device) -> Tensor<2> {
+    let mut flags = vec![0f32; masked.len() * l];
+    for (row, positions) in flags.chunks_mut(l).zip(masked) {
+        positions
+            .iter()
+            .filter(|&&i| i < l)
+            .for_each(|&i| row[i] = 1.0);
+    }
+    Tensor::from_data(TensorData::new(flags, [masked.len(), l]), device)
 }

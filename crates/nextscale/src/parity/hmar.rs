@@ -119,7 +119,6 @@ async fn teacher_forced(c: &mut Cases<'_, '_>, model: &Model, hmar: &Hmar) -> Re
 async fn passes(c: &mut Cases<'_, '_>, model: &Model, hmar: &Hmar, run: &Run) -> Result<()> {
     let config = &model.config;
     let quant = &model.vae.quantize;
-    let device = model.device().clone();
     let p = &run.prefix;
     let sn = config.patch_nums.len();
     let cond_bd = guided_cond(hmar, c, config.num_classes)?;
@@ -153,7 +152,7 @@ async fn passes(c: &mut Cases<'_, '_>, model: &Model, hmar: &Hmar, run: &Run) ->
         }
         for step in 0..entry.len() {
             let x_blc = match (&f_hat_blcv, step) {
-                (None, _) => hmar.sos(cond_bd.clone()),
+                (None, _) => hmar.embed().sos(cond_bd.clone()),
                 (Some(f), 0) => hmar.scale_input(si, f.clone()).repeat_dim(0, 2),
                 (Some(f), _) => {
                     let prev = c.int::<2>(&format!("{p}.idx.{si}.step{}", step - 1))?;
@@ -162,16 +161,7 @@ async fn passes(c: &mut Cases<'_, '_>, model: &Model, hmar: &Hmar, run: &Run) ->
                         .await?;
                     let h_blcv = c.float::<4>(&format!("{p}.refine_in.h.{si}.step{step}"))?;
                     let masked = read_positions(c, &format!("{p}.masked.{si}.step{step}"))?;
-                    let flags: Vec<f32> = masked
-                        .iter()
-                        .flat_map(|m| {
-                            let mut row = vec![0f32; l];
-                            m.iter().for_each(|&li| row[li] = 1.0);
-                            row
-                        })
-                        .collect();
-                    let masked_bl = Tensor::<2>::from_data(TensorData::new(flags, [b, l]), &device);
-                    hmar.refine_input(si, f.clone(), rows(h_blcv), masked_bl)
+                    hmar.refine_input(si, f.clone(), rows(h_blcv), &masked)
                         .repeat_dim(0, 2)
                 }
             };
@@ -203,7 +193,7 @@ fn guided_cond(hmar: &Hmar, c: &Cases<'_, '_>, num_classes: usize) -> Result<Ten
     let b = labels.dims()[0];
     let null =
         Tensor::<1, Int>::from_data(TensorData::new(vec![num_classes as i64; b], [b]), &c.device);
-    Ok(hmar.cond(Tensor::cat(vec![labels, null], 0)))
+    Ok(hmar.embed().cond(Tensor::cat(vec![labels, null], 0)))
 }
 
 /// The confidences after pass `step` of scale `si`, from the reference logits and draws,

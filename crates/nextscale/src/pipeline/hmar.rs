@@ -166,16 +166,7 @@ impl Generation<'_> {
                 picker.step = step;
                 let h_bchw = quant.scale_residual(si, quant.lookup(idx_bl(&tokens)));
                 let h_blcv = rows(quant.area_down(si, h_bchw));
-                let flags: Vec<f32> = masked
-                    .iter()
-                    .flat_map(|m| {
-                        let mut row = vec![0f32; l];
-                        m.iter().for_each(|&li| row[li] = 1.0);
-                        row
-                    })
-                    .collect();
-                let masked_bl = Tensor::<2>::from_data(TensorData::new(flags, [b, l]), device);
-                let x_blc = hmar.refine_input(si, f_hat_blcv.clone(), h_blcv, masked_bl);
+                let x_blc = hmar.refine_input(si, f_hat_blcv.clone(), h_blcv, &masked);
                 let x_blc = if guided {
                     x_blc.repeat_dim(0, 2)
                 } else {
@@ -205,16 +196,7 @@ impl Generation<'_> {
         let (f_hat, next) = quant.next_input(si, self.f_hat.clone(), h_bchw);
         self.f_hat = f_hat.clone();
         if let Some(next_bchw) = next {
-            let pn_next = config.patch_nums[si + 1];
-            let x_blcv = next_bchw
-                .reshape([b, cvae, pn_next * pn_next])
-                .swap_dims(1, 2);
-            let x_blc = hmar.scale_input(si + 1, x_blcv);
-            self.next_x_blc = Some(if guided {
-                x_blc.repeat_dim(0, 2)
-            } else {
-                x_blc
-            });
+            self.set_next_input(si + 1, next_bchw, |s, x| hmar.scale_input(s, x));
         }
         Ok((tokens, f_hat))
     }

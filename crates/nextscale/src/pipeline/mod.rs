@@ -341,8 +341,8 @@ impl<'m> Generation<'m> {
                 (sos_blc, passes)
             }
             Transformer::Hmar(h) => {
-                let cond_bd = h.cond(labels_n);
-                let sos_blc = h.sos(cond_bd.clone());
+                let cond_bd = h.embed().cond(labels_n);
+                let sos_blc = h.embed().sos(cond_bd.clone());
                 let state = hmar::HmarState::new(h, cond_bd, &model.config, &request)?;
                 (sos_blc, Passes::Hmar(Box::new(state)))
             }
@@ -551,18 +551,27 @@ impl<'m> Generation<'m> {
             .next_input(si, self.f_hat.clone(), h_bchw);
         self.f_hat = f_hat.clone();
         if let Some(next_bchw) = next {
-            let pn_next = config.patch_nums[si + 1];
-            let x_blcv = next_bchw
-                .reshape([b, cvae, pn_next * pn_next])
-                .swap_dims(1, 2);
-            let x_blc = var.embed_scale(si + 1, x_blcv);
-            self.next_x_blc = Some(if self.guided {
-                x_blc.repeat_dim(0, 2)
-            } else {
-                x_blc
-            });
+            self.set_next_input(si + 1, next_bchw, |s, x| var.embed_scale(s, x));
         }
         Ok((tokens, f_hat))
+    }
+
+    /// Prepares scale `si`'s input: its map `[B, Cvae, pn, pn]` (f_hat area-downsampled to
+    /// the scale) as rows through the transformer's `embed(si, x_blcv)`, doubled for guidance.
+    fn set_next_input(
+        &mut self,
+        si: usize,
+        map_bchw: Tensor<4>,
+        embed: impl FnOnce(usize, Tensor<3>) -> Tensor<3>,
+    ) {
+        let [b, cvae, pn, _] = map_bchw.dims();
+        let x_blcv = map_bchw.reshape([b, cvae, pn * pn]).swap_dims(1, 2);
+        let x_blc = embed(si, x_blcv);
+        self.next_x_blc = Some(if self.guided {
+            x_blc.repeat_dim(0, 2)
+        } else {
+            x_blc
+        });
     }
 
     async fn preview(&self, f_hat: Tensor<4>) -> Result<Option<Vec<RgbaImage>>> {
