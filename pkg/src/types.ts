@@ -91,6 +91,11 @@ export interface EngineInfo {
   adapter: AdapterInfo | null;
   /** The model config as stored in the file (official VAR hyper-parameters and metadata). */
   config: Record<string, unknown>;
+  /** The next-scale family: VAR, or HMAR (each scale attends within itself, then
+   * refinement passes re-predict its least confident tokens). */
+  family: 'var' | 'hmar';
+  /** HMAR: the default {@link GenerateOptions.maskSchedule}; `null` for VAR. */
+  maskSchedule: number[][] | null;
   classNames: string[];
   /** Number of scales, i.e. frames of a `var` generation (other modes: one per step). */
   scales: number;
@@ -127,6 +132,10 @@ export interface GenerateOptions {
   preview?: PreviewMode;
   /** Default `var`. */
   mode?: Mode;
+  /** HMAR models only: per scale, how many tokens the next-scale pass fixes, then how many
+   * each refinement pass fixes (each entry sums to the scale's tokens, the first is `[1]`).
+   * Default: the model's ({@link EngineInfo.maskSchedule}). */
+  maskSchedule?: number[][];
   /** Aborts the generation; the iterator then throws an `E_ABORTED` error. */
   signal?: AbortSignal;
 }

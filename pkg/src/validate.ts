@@ -72,6 +72,12 @@ export function checkGenerateOptions(options: GenerateOptions): Omit<GenerateOpt
   finite('topP', options.topP, 0, 1);
   oneOf('preview', options.preview, PREVIEWS);
   oneOf('mode', options.mode, MODES);
+  const schedule: unknown = options.maskSchedule;
+  if (schedule !== undefined) {
+    const entries = Array.isArray(schedule) ? (schedule as unknown[]) : [];
+    const valid = Array.isArray(schedule) && entries.every((e) => Array.isArray(e) && e.every((n) => Number.isSafeInteger(n) && n >= 0));
+    if (!valid) throw bad(`maskSchedule must be an array of arrays of integers ≥ 0; got ${JSON.stringify(schedule)}`);
+  }
   const posted: Omit<GenerateOptions, 'signal'> = { ...options };
   delete (posted as GenerateOptions).signal;
   return posted;

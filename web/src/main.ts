@@ -6,7 +6,7 @@ import './style.css';
 /** `models/manifest.json`, written by scripts/models.sh. */
 interface Manifest {
   default: string;
-  models: { file: string; name: string; bytes: number; sha256: string }[];
+  models: { file: string; name: string; bytes: number; sha256: string; family: 'var' | 'hmar' }[];
 }
 
 /** A manifest model's URL, versioned by its content so a changed file bypasses the cache. */
@@ -110,10 +110,15 @@ function setBusy(value: boolean): void {
   ui.generate.disabled = !ready;
   ui.batch.disabled = !ready;
   ui.abort.disabled = !busy;
-  // Editing needs an image, a box, and a model file with its VQ-VAE encoder.
+  // Editing needs an image, a box, and a VAR model file with its VQ-VAE encoder.
   const canEncode = engine?.info.config.encoder !== false;
-  ui.edit.disabled = !ready || !canEncode || editing.image === null || editing.box === null;
-  ui.edit.title = canEncode ? '' : 'this model file has no VQ-VAE encoder, so it cannot edit';
+  const isVar = engine?.info.family !== 'hmar';
+  ui.edit.disabled = !ready || !canEncode || !isVar || editing.image === null || editing.box === null;
+  ui.edit.title = !isVar
+    ? 'zero-shot editing needs a VAR model; this one is HMAR'
+    : canEncode
+      ? ''
+      : 'this model file has no VQ-VAE encoder, so it cannot edit';
   ui.undo.disabled = !ready || editing.history.length === 0;
 }
 
@@ -144,7 +149,7 @@ function showBackend(e: Engine): void {
 }
 
 function showModel(e: Engine, label: string): void {
-  const { classNames, modes, imageSize, scales, config, sampling } = e.info;
+  const { classNames, modes, imageSize, scales, config, sampling, family } = e.info;
   const previous = ui.cls.value;
   ui.cls.replaceChildren(
     ...classNames.map((name, i) => new Option(`${i} · ${name}`, String(i))),
@@ -153,7 +158,8 @@ function showModel(e: Engine, label: string): void {
   if ([...ui.cls.options].some((o) => o.value === previous)) ui.cls.value = previous;
   for (const option of ui.mode.options) {
     option.disabled = !(modes as string[]).includes(option.value);
-    if (option.disabled && option.value !== 'var') option.textContent = `${option.textContent?.split(' (')[0]} (no student)`;
+    const why = family === 'hmar' ? 'VAR only' : 'no student';
+    if (option.disabled && option.value !== 'var') option.textContent = `${option.textContent?.split(' (')[0]} (${why})`;
   }
   ui.mode.value = 'var';
   // Each model brings its default sampling (its tuned recommendation, else the official one).
@@ -163,7 +169,7 @@ function showModel(e: Engine, label: string): void {
   ui.topK.max = String(config.V);
   ui.topP.value = String(sampling.topP);
   const attribution = typeof config.attribution === 'string' ? ` · ${config.attribution}` : '';
-  ui.note.textContent = `${label}: ${imageSize}×${imageSize} px, ${scales} scales, ${classNames.length} classes${attribution}`;
+  ui.note.textContent = `${label}: ${family.toUpperCase()}, ${imageSize}×${imageSize} px, ${scales} scales, ${classNames.length} classes${attribution}`;
 }
 
 /** The engine's wasm memory in the status bar (`data-bytes` holds the exact count). */
@@ -436,7 +442,7 @@ async function start(): Promise<void> {
     return;
   }
   ui.model.replaceChildren(
-    ...manifest.models.map((m) => new Option(`${m.name} (${(m.bytes / 1e6).toFixed(1)} MB)`, m.file)),
+    ...manifest.models.map((m) => new Option(`${m.name} · ${m.family.toUpperCase()} (${(m.bytes / 1e6).toFixed(1)} MB)`, m.file)),
   );
   const asked = params.get('model');
   let chosen: { file: string } | { url: string } = { file: manifest.default };

@@ -1,6 +1,6 @@
 //! The same model and seed on flex and on native wgpu (Vulkan, Mesa's lavapipe here) pick
-//! the same tokens (DESIGN §3), and wgpu also matches the official fixtures: var-tiny-a and
-//! the zero-shot edits of edit-tiny-a (the same weights).
+//! the same tokens (DESIGN §3), and wgpu also matches the official fixtures: var-tiny-a,
+//! the zero-shot edits of edit-tiny-a (the same weights) and HMAR's hmar-tiny-a.
 //!
 //! Float tolerance on wgpu is 1e-3, not flex's 1e-4: its kernels reduce in another order
 //! and use approximate `exp`/`tanh`, which the fixture README's 1e-6 weight perturbation
@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use burn::tensor::wgpu::WgpuBackend;
 use nextscale::ModelConfig;
 use nextscale::model::Model;
-use nextscale::parity::{CaseResult, EditTask, run_edit_cases, run_var_cases};
+use nextscale::parity::{CaseResult, EditTask, run_edit_cases, run_hmar_cases, run_var_cases};
 use nextscale::pipeline::{Event, GenerateRequest, Generation};
 use nextscale::weights::WeightFile;
 
@@ -82,6 +82,29 @@ fn wgpu_vulkan_matches_flex_and_the_fixture() {
         edit_results.len()
     );
     check_wgpu(&edit_results);
+    let hmar_dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/hmar-tiny-a");
+    let hmar_json = std::fs::read_to_string(hmar_dir.join("config.json")).unwrap();
+    let hmar_weights = std::fs::read(hmar_dir.join("weights.safetensors")).unwrap();
+    let hmar = Model::from_weights(
+        ModelConfig::from_fixture_json(&hmar_json).unwrap(),
+        &WeightFile::parse(&hmar_weights).unwrap(),
+        &wgpu,
+    )
+    .unwrap();
+    let hmar_cases = std::fs::read(hmar_dir.join("cases.safetensors")).unwrap();
+    let hmar_results = pollster::block_on(run_hmar_cases(
+        &hmar,
+        &WeightFile::parse(&hmar_cases).unwrap(),
+        &hmar_json,
+    ))
+    .unwrap();
+    assert!(
+        hmar_results.len() > 100,
+        "{} HMAR cases ran",
+        hmar_results.len()
+    );
+    check_wgpu(&hmar_results);
     let (cpu_model, _) = load(&Device::flex());
     assert_eq!(sampled_tokens(&gpu_model), sampled_tokens(&cpu_model));
 }

@@ -85,6 +85,10 @@ struct EngineInfo<'a> {
     /// Threads the CPU backend runs on (1 in the single-threaded build and on WebGPU).
     threads: usize,
     config: serde_json::Value,
+    /// `var` or `hmar`.
+    family: &'static str,
+    /// HMAR: the default mask schedule (`null` for VAR).
+    mask_schedule: Option<Vec<Vec<usize>>>,
     class_names: Vec<String>,
     scales: usize,
     image_size: usize,
@@ -132,8 +136,9 @@ impl Engine {
         })
     }
 
-    /// Backend, reason, adapter, model config, class names, number of scales, image size,
-    /// the modes this model offers and its default sampling.
+    /// Backend, reason, adapter, model config, family (`var` or `hmar`) and HMAR mask
+    /// schedule, class names, number of scales, image size, the modes this model offers and
+    /// its default sampling.
     #[wasm_bindgen(getter)]
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let config = &self.model.config;
@@ -143,6 +148,8 @@ impl Engine {
             backend: &self.report,
             threads: threads(&self.report),
             config: config_json,
+            family: self.model.family(),
+            mask_schedule: config.hmar.as_ref().map(|h| h.mask_schedule.clone()),
             class_names: (0..config.num_classes)
                 .map(|c| config.class_name(c))
                 .collect(),

@@ -10,8 +10,12 @@ use wasm_bindgen::JsValue;
 use crate::error::BindingError;
 
 /// The modes `model` offers: the VAR teacher and the naive one-pass baseline always, the
-/// Distilled-Decoding student in one or two steps when the file carries one.
+/// Distilled-Decoding student in one or two steps when the file carries one; an HMAR model
+/// samples scale by scale only (`var`: its next-scale and refinement passes).
 pub fn modes(model: &Model) -> Vec<&'static str> {
+    if model.config.hmar.is_some() {
+        return vec!["var"];
+    }
     let steps = match (&model.dd, &model.config.dd) {
         (Some(_), Some(dd)) => dd.t_list.len(),
         _ => 0,
@@ -23,7 +27,7 @@ pub fn modes(model: &Model) -> Vec<&'static str> {
 }
 
 /// The keys [`GenerateOptions`] reads, as JS spells them.
-const OPTION_KEYS: [&str; 8] = [
+const OPTION_KEYS: [&str; 9] = [
     "classLabel",
     "seed",
     "cfg",
@@ -32,6 +36,7 @@ const OPTION_KEYS: [&str; 8] = [
     "moreSmooth",
     "preview",
     "mode",
+    "maskSchedule",
 ];
 
 /// `engine.generate` options (camelCase in JS). Absent cfg, top-k and top-p take the
@@ -57,6 +62,9 @@ pub struct GenerateOptions {
     pub preview: Option<String>,
     /// `var` (default), `dd1`, `dd2` or `parallel`.
     pub mode: Option<String>,
+    /// HMAR models only: per scale, the tokens fixed by the next-scale pass and after each
+    /// refinement pass (default: the model's schedule).
+    pub mask_schedule: Option<Vec<Vec<usize>>>,
 }
 
 impl GenerateOptions {
@@ -107,6 +115,7 @@ impl GenerateOptions {
         if let Some(more_smooth) = self.more_smooth {
             request.sampling.more_smooth = more_smooth;
         }
+        request.mask_schedule = self.mask_schedule.clone();
         request.preview = match self.preview.as_deref().unwrap_or("fast") {
             "none" => PreviewMode::None,
             "fast" => PreviewMode::Fast,

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use nextscale::config::DdConfig;
 use nextscale::dd::DdModel;
-use nextscale::parity::{EditTask, run_edit_cases, run_var_cases};
+use nextscale::parity::{EditTask, run_edit_cases, run_hmar_cases, run_var_cases};
 use nextscale::train::state_dict;
 use nextscale::weights::{ParamSource, WeightFile};
 use nextscale::{Model, ModelConfig, Sampling};
@@ -35,12 +35,20 @@ const EDIT_CONFIG_JSON: &str = include_str!("../../../../shared/fixtures/edit-ti
 static EDIT_CASES: &[u8] =
     include_bytes!("../../../../shared/fixtures/edit-tiny-a/cases.safetensors");
 
+/// The HMAR fixture (var-tiny-a's VQ-VAE, an HMAR transformer, its own cases).
+const HMAR_CONFIG_JSON: &str = include_str!("../../../../shared/fixtures/hmar-tiny-a/config.json");
+static HMAR_WEIGHTS: &[u8] =
+    include_bytes!("../../../../shared/fixtures/hmar-tiny-a/weights.safetensors");
+static HMAR_CASES: &[u8] =
+    include_bytes!("../../../../shared/fixtures/hmar-tiny-a/cases.safetensors");
+
 /// Float tolerance of the CPU backend.
 const CPU_TOL: f64 = 1e-4;
 /// Float tolerance of WebGPU.
 const WEBGPU_TOL: f64 = 1e-3;
 
-/// The var-tiny-a cases and the edit-tiny-a edits, tokens exact and floats within `float_tol`.
+/// The var-tiny-a cases, the edit-tiny-a edits and the hmar-tiny-a cases (on the same
+/// device), tokens and masked sets exact and floats within `float_tol`.
 async fn assert_parity(model: &Model, float_tol: f64) {
     let cases = WeightFile::parse(CASES).expect("cases parse");
     let mut results = run_var_cases(model, &cases).await.expect("cases run");
@@ -52,6 +60,19 @@ async fn assert_parity(model: &Model, float_tol: f64) {
         .expect("edit cases run");
     assert!(edits.len() > 60, "only {} edit cases ran", edits.len());
     results.extend(edits);
+    let hmar_config = ModelConfig::from_fixture_json(HMAR_CONFIG_JSON).expect("hmar config");
+    let hmar_weights = WeightFile::parse(HMAR_WEIGHTS).expect("hmar weights");
+    let hmar = Model::from_weights(hmar_config, &hmar_weights, model.device()).expect("hmar");
+    let hmar_cases = WeightFile::parse(HMAR_CASES).expect("hmar cases parse");
+    let hmar_results = run_hmar_cases(&hmar, &hmar_cases, HMAR_CONFIG_JSON)
+        .await
+        .expect("hmar cases run");
+    assert!(
+        hmar_results.len() > 100,
+        "only {} HMAR cases ran",
+        hmar_results.len()
+    );
+    results.extend(hmar_results);
     let worst = results
         .iter()
         .filter(|r| !r.exact)
