@@ -152,11 +152,17 @@ pub struct SamplingOptions {
     pub more_smooth: bool,
 }
 
+/// Applies the top-k mask, then the top-p mask on what it kept, in place (the official
+/// `sample_with_top_k_top_p_` filtering).
+pub fn filter(logits: &mut [f32], opts: &SamplingOptions) {
+    top_k_mask(logits, opts.top_k);
+    top_p_mask(logits, opts.top_p);
+}
+
 /// Samples one token from a row of logits after the masks; the row keeps the masks so a
 /// following [`gumbel_soft`] sees the same support (as the official in-place code does).
 pub fn sample_token(logits: &mut [f32], opts: &SamplingOptions, rng: &mut TokenRng) -> usize {
-    top_k_mask(logits, opts.top_k);
-    top_p_mask(logits, opts.top_p);
+    filter(logits, opts);
     rng.categorical(&softmax(logits))
 }
 

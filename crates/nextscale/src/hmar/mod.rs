@@ -106,11 +106,6 @@ impl Hmar {
         &self.embed
     }
 
-    /// Number of blocks in all three stacks.
-    pub fn depth(&self) -> usize {
-        self.base_blocks.len() + self.ns_blocks.len() + self.mask_blocks.len()
-    }
-
     /// The modulations of every block and both head norms for a condition.
     pub fn modulations(&self, cond_bd: Tensor<2>) -> HmarModulations {
         let cond = BlockCond::PerBlock(cond_bd.clone());

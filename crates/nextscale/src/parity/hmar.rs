@@ -11,7 +11,7 @@ use crate::hmar::refine::{REFINE_CFG_RATIO, confidence, least_confident, still_m
 use crate::hmar::{Hmar, Pass};
 use crate::model::{Model, Transformer};
 use crate::pipeline::{DrawReplay, GenerateRequest, Generation, Mode, PreviewMode};
-use crate::sampler::{SamplingOptions, cfg_weight, top_k_mask, top_p_mask};
+use crate::sampler::{SamplingOptions, cfg_weight, filter};
 use crate::weights::WeightFile;
 
 /// One reference run of `HMAR.generate`.
@@ -231,8 +231,7 @@ fn confidences(
             .map(|&li| {
                 let start = (bi * l + li) * v;
                 let mut row = logits[start..start + v].to_vec();
-                top_k_mask(&mut row, run.opts.top_k);
-                top_p_mask(&mut row, run.opts.top_p);
+                filter(&mut row, &run.opts);
                 confidence(&row, draws[bi * l + li] as usize)
             })
             .collect();

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::hmar::refine::{REFINE_CFG_RATIO, confidence, least_confident, still_masked};
 use crate::hmar::{Hmar, HmarModulations, Pass};
 use crate::model::Transformer;
-use crate::sampler::{SamplingOptions, TokenRng, cfg_weight, sample_token, top_k_mask, top_p_mask};
+use crate::sampler::{SamplingOptions, TokenRng, cfg_weight, filter, sample_token};
 
 /// What an HMAR generation keeps between scales.
 pub(super) struct HmarState {
@@ -89,8 +89,7 @@ impl Picker<'_> {
     ) -> Result<(u32, f64)> {
         let token = match self.replay {
             Some(replay) => {
-                top_k_mask(row, self.opts.top_k);
-                top_p_mask(row, self.opts.top_p);
+                filter(row, &self.opts);
                 replay.get(self.si, self.step, bi, li)? as usize
             }
             None => sample_token(row, &self.opts, rng),

@@ -26,8 +26,8 @@ use crate::model::{Model, Transformer};
 use crate::preview::{RgbaImage, fast_preview, to_rgba};
 use crate::readback::read_f32;
 use crate::sampler::{
-    SamplingOptions, TokenRng, cfg_weight, dd_noise, guide, gumbel_soft, sample_token, softmax,
-    top_k_mask, top_p_mask,
+    SamplingOptions, TokenRng, cfg_weight, dd_noise, filter, guide, gumbel_soft, sample_token,
+    softmax,
 };
 use crate::var::{KvCache, Modulations};
 
@@ -496,8 +496,7 @@ impl<'m> Generation<'m> {
                 let mut row = logits.row(bi, li, t);
                 let token = match &self.flow {
                     Some((map, noise)) => {
-                        top_k_mask(&mut row, opts.top_k);
-                        top_p_mask(&mut row, opts.top_p);
+                        filter(&mut row, &opts);
                         let at = (offset + li) * cvae;
                         map.token(&noise[bi][at..at + cvae], &softmax(&row))
                     }
