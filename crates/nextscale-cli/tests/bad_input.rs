@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::{nextscale, path};
 
 /// Every subcommand, as `nextscale --help` lists them.
-const SUBCOMMANDS: [&str; 16] = [
+const SUBCOMMANDS: [&str; 17] = [
     "sample",
     "edit",
     "inspect",
@@ -21,6 +21,7 @@ const SUBCOMMANDS: [&str; 16] = [
     "data",
     "train-vqvae",
     "train-var",
+    "train-hmar",
     "distill-data",
     "distill",
     "train-classifier",
@@ -202,9 +203,22 @@ fn out_of_range_values() {
     for (args, needle) in usage {
         expect(args, USAGE, needle);
     }
-    for sub in ["train-vqvae", "train-var", "distill", "train-classifier"] {
+    for sub in [
+        "train-vqvae",
+        "train-var",
+        "train-hmar",
+        "distill",
+        "train-classifier",
+    ] {
         expect(&[sub, "--steps", "0"], USAGE, "`0` is not an integer ≥ 1");
         expect(&[sub, "--batch", "0"], USAGE, "`0` is not an integer ≥ 1");
+    }
+    for flag in ["--mask-steps", "--n-layers-train"] {
+        expect(
+            &["train-hmar", flag, "0"],
+            USAGE,
+            "`0` is not an integer ≥ 1",
+        );
     }
     // 0 is the official "off" of both masks (`sample_with_top_k_top_p_`), not an error.
     let args = sample(&["--class", "1", "--top-k", "0", "--top-p", "0"]);
@@ -304,6 +318,10 @@ fn unreadable_and_unwritable_paths() {
         ),
         (
             vec!["train-var", "--data", missing, "--out", blocked],
+            "missing.safetensors",
+        ),
+        (
+            vec!["train-hmar", "--data", missing, "--out", blocked],
             "missing.safetensors",
         ),
         (

@@ -1,8 +1,10 @@
 //! The training pipeline end to end on a tiny synthetic data set: data-set errors,
 //! VQ-VAE training with a resume, VAR training with export, sampling from the exported
-//! model, the evaluator's classifier and `eval`; then Distilled Decoding: pairs from the
-//! teacher with Ψ (resumed), the student (resumed, exported) and sampling in its modes. Few steps: this checks the plumbing and
-//! the file formats, not sample quality (the README reports that, with its commands).
+//! model, the evaluator's classifier and `eval`; HMAR's two stages (resumed, exported,
+//! sampled, scored); then Distilled Decoding: pairs from the teacher with Ψ (resumed), the
+//! student (resumed, exported) and sampling in its modes. Few steps: this checks the
+//! plumbing and the file formats, not sample quality (the README reports that, with its
+//! commands).
 
 mod common;
 
@@ -205,6 +207,69 @@ fn train_resume_export_sample_and_eval() {
     let acc = eval["conditional_accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc));
     assert!(eval["fd"].as_f64().unwrap() >= -1e-9);
+
+    // HMAR on the same tokenizer: the next-scale stage, then the masked fine-tune
+    // (resumed), export, and the exported model samples, inspects and scores as HMAR.
+    let hmar = dir.path().join("hmar");
+    let hmar_model = dir.path().join("hmar.safetensors");
+    let hmar_args = [
+        "train-hmar",
+        "--out",
+        p(&hmar),
+        "--vqvae",
+        p(&ck),
+        "--steps",
+        "2",
+        "--sample-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+    ];
+    ok(&[&hmar_args[..], &["--mask-steps", "2"], &common].concat());
+    assert!(hmar.join("ns/samples_000002.png").exists());
+    assert!(hmar.join("mask/samples_000002.png").exists());
+    let text = ok(&[
+        &hmar_args[..],
+        &["--mask-steps", "3", "--export", p(&hmar_model)],
+        &common,
+    ]
+    .concat());
+    assert!(
+        text.contains("resuming") && text.contains("mask at step 2"),
+        "{text}"
+    );
+    let csv = std::fs::read_to_string(hmar.join("mask/loss.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header + 3 steps:\n{csv}");
+    let text = ok(&["inspect", p(&hmar_model)]);
+    assert!(
+        text.contains("3 base + 3 next-scale + 3 mask blocks"),
+        "{text}"
+    );
+    let hmar_samples = dir.path().join("hmar-samples");
+    ok(&[
+        "sample",
+        "--model",
+        p(&hmar_model),
+        "--class",
+        "3",
+        "--count",
+        "2",
+        "--out",
+        p(&hmar_samples),
+    ]);
+    assert!(hmar_samples.join("class_3_1.png").exists());
+    let text = ok(&[
+        "eval",
+        "--model",
+        p(&hmar_model),
+        "--data",
+        p(&data),
+        "--classifier",
+        p(&classifier),
+        "--per-class",
+        "2",
+    ]);
+    assert!(text.contains("conditional accuracy"), "{text}");
 
     // Tuning the sampling stores the lowest-FD setting, which then becomes the default.
     let grid = ["--cfg", "1,3", "--top-k", "0", "--top-p", "0.5", "--write"];

@@ -17,6 +17,7 @@ mod progress;
 mod sample;
 mod train;
 mod train_classifier;
+mod train_hmar;
 mod train_var;
 mod train_vqvae;
 mod tune_sampling;
@@ -177,6 +178,9 @@ enum Command {
     TrainVqvae(train_vqvae::TrainVqvaeArgs),
     /// Train the VAR teacher on a trained tokenizer (resumable) and export the model file.
     TrainVar(train_var::TrainVarArgs),
+    /// Train an HMAR model on a trained tokenizer: the next-scale stage, then the masked
+    /// fine-tune (each resumable), and export the model file.
+    TrainHmar(train_hmar::TrainHmarArgs),
     /// Run the teacher with the flow map Ψ and store (noise, tokens) pairs for `distill`.
     DistillData(distill_data::DistillDataArgs),
     /// Train the Distilled-Decoding student from the teacher's pairs (resumable).
@@ -216,6 +220,7 @@ pub fn main() -> ExitCode {
         Command::Data(args) => data::run(args),
         Command::TrainVqvae(args) => train_vqvae::run(args),
         Command::TrainVar(args) => train_var::run(args),
+        Command::TrainHmar(args) => train_hmar::run(args),
         Command::DistillData(args) => distill_data::run(args),
         Command::Distill(args) => distill::run(args),
         Command::TrainClassifier(args) => train_classifier::run(args),

@@ -5,17 +5,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
-use burn::tensor::Device;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::ProgressBar;
 use nextscale::config::CONFIG_METADATA_KEY;
+use nextscale::dataset::{BalancedSampler, Dataset};
 use nextscale::preview::RgbaImage;
-use nextscale::train::StateDict;
+use nextscale::train::{LrSchedule, StateDict, state_dict};
 use nextscale::weights::{ParamNames, ParamSource, WeightFile};
 use plotters::prelude::*;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +79,105 @@ pub fn transformer_optimizer() -> ModuleOptimizer {
         .with_weight_decay(0.05)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(2.0)))
         .init()
+}
+
+/// One stage of supervised transformer training: class-balanced batches whose labels are
+/// dropped to the null class at `label_drop` (for classifier-free guidance), AdamW under
+/// warm-up and cosine decay, checkpoints, the loss log and sample grids.
+pub struct TeacherStage<'a> {
+    /// Where checkpoints, the log and grids go.
+    pub run: &'a RunDir,
+    /// Seed and checkpoint/sample cadence.
+    pub args: &'a RunArgs,
+    /// The data set the batches index.
+    pub data: &'a Dataset,
+    /// Draws every class equally often.
+    pub sampler: &'a BalancedSampler,
+    /// The trained module's parameter names.
+    pub names: ParamNames,
+    /// The config stored in checkpoints.
+    pub config_json: String,
+    /// The autodiff device.
+    pub device: &'a Device,
+    /// Steps of the learning-rate schedule.
+    pub steps: usize,
+    /// Sequences per step.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Share of labels replaced by the null class.
+    pub label_drop: f64,
+    /// The null class.
+    pub null: i64,
+    /// The progress bar's label.
+    pub name: &'static str,
+}
+
+impl TeacherStage<'_> {
+    /// Trains `module` from step `start` to the end: `loss` gives the loss and accuracy of
+    /// a batch (data-set indices, labels, the step's random stream), `samples` writes a
+    /// grid of the module's samples to a path.
+    pub fn run<M: Module>(
+        &self,
+        mut module: M,
+        mut optim: ModuleOptimizer,
+        start: usize,
+        mut loss: impl FnMut(&M, &[usize], Tensor<1, Int>, &mut ChaCha8Rng) -> (Tensor<1>, Tensor<1>),
+        mut samples: impl FnMut(&M, &Path) -> Result<()>,
+    ) -> Result<M> {
+        let schedule = LrSchedule::warmup_cosine(self.lr, 0.02, self.steps);
+        let mut log = LossLog::open(self.run, &["loss", "accuracy"], start)?;
+        let bar = progress::bar(self.steps as u64, self.name);
+        bar.set_position(start as u64);
+        for step in start..self.steps {
+            let mut rng = step_rng(self.args.seed, step);
+            let idx = self.sampler.batch(self.batch, &mut rng);
+            let labels: Vec<i64> = idx
+                .iter()
+                .map(|&i| {
+                    if rng.random_bool(self.label_drop) {
+                        self.null
+                    } else {
+                        self.data.labels[i] as i64
+                    }
+                })
+                .collect();
+            let labels_b =
+                Tensor::<1, Int>::from_data(TensorData::new(labels, [idx.len()]), self.device);
+            let (loss, accuracy) = loss(&module, &idx, labels_b, &mut rng);
+            let row = vec![
+                loss.clone().into_scalar::<f32>() as f64,
+                accuracy.into_scalar::<f32>() as f64,
+            ];
+            if !row[0].is_finite() {
+                bail!(
+                    "loss became {} at step {step}; lower --lr and resume",
+                    row[0]
+                );
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &module);
+            module = optim.step(schedule.at(step), module, grads);
+            let message = format!("ce {:.3} acc {:.3}", row[0], row[1]);
+            record_step(&bar, &mut log, step, message, row);
+            let done = step + 1;
+            if self.args.checkpoint_due(done, self.steps) {
+                let state = TrainState {
+                    step: done,
+                    param_ids: self.names.ids(),
+                };
+                let tensors = state_dict(&module, &self.names)?;
+                self.run.save(&tensors, &self.config_json, &state, &optim)?;
+                log.write()?;
+            }
+            if self.args.samples_due(done, self.steps) {
+                let grid = self.run.path(&format!("samples_{done:06}.png"));
+                samples(&module, &grid)?;
+                progress::note(&bar, format!("step {done}: wrote {}", grid.display()));
+            }
+        }
+        bar.finish();
+        Ok(module)
+    }
 }
 
 /// Records a finished step: its loss row in the log, the bar's message and position.

@@ -3,12 +3,11 @@
 //! classifier-free guidance, AdamW with warm-up and cosine decay, gradient clipping —
 //! resumable, with periodic sample grids; then exports the model file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use clap::Args;
 use nextscale::ModelConfig;
 use nextscale::config::CONFIG_METADATA_KEY;
@@ -17,17 +16,14 @@ use nextscale::model::Model;
 use nextscale::pipeline::Mode;
 use nextscale::preview::fit_preview_from;
 use nextscale::train::var::{TokenCache, var_loss};
-use nextscale::train::{LrSchedule, StateDict, state_dict};
+use nextscale::train::{StateDict, state_dict};
 use nextscale::var::Var;
 use nextscale::vqvae::Vqvae;
 use nextscale::weights::{ParamSource, VAE_PREFIX, VAR_PREFIX, WeightFile};
-use rand::Rng;
 
 use super::convert::{StoreDtype, host_model, merged_model_bytes};
 use super::grid::sample_grid;
-use super::train::{
-    LossLog, RunArgs, RunDir, TrainState, read_state, record_step, step_rng, transformer_optimizer,
-};
+use super::train::{RunArgs, RunDir, TeacherStage, read_state, transformer_optimizer};
 use super::{load, progress};
 
 /// Options of `nextscale train-var`.
@@ -62,41 +58,16 @@ pub struct TrainVarArgs {
 pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
     let data = Dataset::from_bytes(&load::read(&args.data)?)
         .with_context(|| format!("loading {}", args.data.display()))?;
-    let vq_bytes = load::read(&args.vqvae)?;
-    let vq_file = WeightFile::parse(&vq_bytes)?;
-    let config = ModelConfig::from_json(
-        vq_file
-            .metadata(CONFIG_METADATA_KEY)
-            .context("the VQ-VAE checkpoint has no config")?,
-    )?;
-    let vae_state = read_state(&vq_bytes, VAE_PREFIX)?;
-    let host = Device::flex();
-    let mut src = ParamSource::load(&vq_file, VAE_PREFIX, &host);
-    let vae = Vqvae::new(&mut src, &config)?;
-    src.finish()?;
-
-    // Every image is tokenized once, so cache rows are data-set indices; only the
-    // training split is sampled.
-    let all: Vec<usize> = (0..data.len()).collect();
-    let bar = progress::bar(all.len() as u64, "tokenize");
-    let mut tokens: Option<TokenCache> = None;
-    for chunk in all.chunks(128) {
-        let part = pollster::block_on(TokenCache::build(&vae, data.images(chunk, &host)))?;
-        match &mut tokens {
-            Some(t) => t.extend(part),
-            None => tokens = Some(part),
-        }
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-    let tokens = tokens.context("no images")?;
+    let tokenizer = Tokenizer::load(&args.vqvae)?;
+    let config = tokenizer.config.clone();
+    let tokens = tokenizer.tokenize(&data)?;
     let sampler = BalancedSampler::new(&data, &data.indices(Split::Train))?;
 
     let device = Device::flex().autodiff();
     let run = RunDir::create(&args.out)?;
     let mut optim = transformer_optimizer();
     let checkpoint = if args.run.fresh { None } else { run.load()? };
-    let (mut var, names, start) = match &checkpoint {
+    let (var, names, start) = match &checkpoint {
         Some(ck) => {
             let r = run.resume(ck, VAR_PREFIX, &device, optim, |src| Var::new(src, &config))?;
             optim = r.optim;
@@ -108,110 +79,122 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
             (var, src.names().clone(), 0)
         }
     };
-    let schedule = LrSchedule::warmup_cosine(args.lr, 0.02, args.steps);
-    let null = config.num_classes as i64;
-    let mut log = LossLog::open(&run, &["loss", "accuracy"], start)?;
-    let bar = progress::bar(args.steps as u64, "var");
-    bar.set_position(start as u64);
-    let save = |var: &Var, step: usize, optim: &ModuleOptimizer| -> Result<()> {
-        let state = TrainState {
-            step,
-            param_ids: names.ids(),
-        };
-        run.save(&state_dict(var, &names)?, &config.to_json(), &state, optim)
+    let stage = TeacherStage {
+        run: &run,
+        args: &args.run,
+        data: &data,
+        sampler: &sampler,
+        names: names.clone(),
+        config_json: config.to_json(),
+        device: &device,
+        steps: args.steps,
+        batch: args.batch,
+        lr: args.lr,
+        label_drop: args.label_drop,
+        null: config.num_classes as i64,
+        name: "var",
     };
-    for step in start..args.steps {
-        let mut rng = step_rng(args.run.seed, step);
-        let idx = sampler.batch(args.batch, &mut rng);
-        let labels: Vec<i64> = idx
-            .iter()
-            .map(|&i| {
-                if rng.random_bool(args.label_drop) {
-                    null
-                } else {
-                    data.labels[i] as i64
-                }
-            })
-            .collect();
-        let labels_b = Tensor::<1, Int>::from_data(TensorData::new(labels, [idx.len()]), &device);
-        let (x_blcv, target_bl) = tokens.batch(&idx, &device);
-        let (loss, accuracy) = var_loss(&var, labels_b, x_blcv, target_bl);
-        let row = vec![
-            loss.clone().into_scalar::<f32>() as f64,
-            accuracy.into_scalar::<f32>() as f64,
-        ];
-        if !row[0].is_finite() {
-            anyhow::bail!(
-                "loss became {} at step {step}; lower --lr and resume",
-                row[0]
-            );
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &var);
-        var = optim.step(schedule.at(step), var, grads);
-        let message = format!("ce {:.3} acc {:.3}", row[0], row[1]);
-        record_step(&bar, &mut log, step, message, row);
-        let done = step + 1;
-        if args.run.checkpoint_due(done, args.steps) {
-            save(&var, done, &optim)?;
-            log.write()?;
-        }
-        if args.run.samples_due(done, args.steps) {
-            let model = host_model(&config, &[&vae_state, &state_dict(&var, &names)?])?;
-            let grid = run.path(&format!("samples_{done:06}.png"));
-            sample_grid(&model, &grid, 8, Mode::Var)?;
-            progress::note(&bar, format!("step {done}: wrote {}", grid.display()));
-        }
-    }
-    bar.finish();
+    stage.run(
+        var,
+        optim,
+        start,
+        |var, idx, labels_b, _| {
+            let (x_blcv, target_bl) = tokens.batch(idx, &device);
+            var_loss(var, labels_b, x_blcv, target_bl)
+        },
+        |var, grid| {
+            let state = state_dict(var, &names)?;
+            let model = host_model(&config, &[&tokenizer.state, &state])?;
+            sample_grid(&model, grid, 8, Mode::Var)
+        },
+    )?;
     if let Some(path) = &args.run.export {
         let ck = run.load()?.context("no checkpoint to export")?;
         let var_state = read_state(&ck.bytes, VAR_PREFIX)?;
-        export(
-            &config,
-            &vae,
-            &data,
-            &vae_state,
-            &var_state,
-            path,
-            args.run.dtype,
-        )?;
+        tokenizer.export(&config, &data, &var_state, path, args.run.dtype)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the model file: both state dicts, the config with class names and attribution,
-/// and a fast-preview matrix fitted on f_hat of training images.
-fn export(
-    config: &ModelConfig,
-    vae: &Vqvae,
-    data: &Dataset,
-    vae_state: &StateDict,
-    var_state: &StateDict,
-    path: &std::path::Path,
-    dtype: StoreDtype,
-) -> Result<()> {
-    let host = Device::flex();
-    let mut config = config.clone();
-    let mut pairs = Vec::new();
-    for chunk in data.indices(Split::Train).chunks(128) {
-        let img_b3hw = data.images(chunk, &host);
-        let (_, f_hats) = vae.quantize.encode(vae.img_to_f(img_b3hw.clone())?);
-        let f_hat = f_hats.last().context("no scales")?.clone();
-        pairs.push((f_hat, img_b3hw));
+/// The trained VQ-VAE the transformers learn on: its config, tensors and network.
+pub struct Tokenizer {
+    /// The checkpoint's config (the transformer's architecture too).
+    pub config: ModelConfig,
+    /// The `vae.*` tensors.
+    pub state: StateDict,
+    /// The network, on the host device.
+    pub vae: Vqvae,
+}
+
+impl Tokenizer {
+    /// Reads a `train-vqvae` checkpoint, or any model file with a VQ-VAE and its config.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = load::read(path)?;
+        let file = WeightFile::parse(&bytes)?;
+        let config = ModelConfig::from_json(
+            file.metadata(CONFIG_METADATA_KEY)
+                .with_context(|| format!("{} has no config", path.display()))?,
+        )?;
+        let state = read_state(&bytes, VAE_PREFIX)?;
+        let mut src = ParamSource::load(&file, VAE_PREFIX, &Device::flex());
+        let vae = Vqvae::new(&mut src, &config)?;
+        src.finish()?;
+        Ok(Self { config, state, vae })
     }
-    config.preview = pollster::block_on(fit_preview_from(&pairs, config.derived_downsample()))?;
-    let bytes = merged_model_bytes(&config, &[vae_state, var_state], dtype)?;
-    // Round trip: the written file must load.
-    Model::from_safetensors(&bytes, &host)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+
+    /// Tokenizes every image of `data` once, so cache rows are data-set indices.
+    pub fn tokenize(&self, data: &Dataset) -> Result<TokenCache> {
+        let host = Device::flex();
+        let all: Vec<usize> = (0..data.len()).collect();
+        let bar = progress::bar(all.len() as u64, "tokenize");
+        let mut tokens: Option<TokenCache> = None;
+        for chunk in all.chunks(128) {
+            let part = pollster::block_on(TokenCache::build(&self.vae, data.images(chunk, &host)))?;
+            match &mut tokens {
+                Some(t) => t.extend(part),
+                None => tokens = Some(part),
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        tokens.context("no images")
     }
-    std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
-    println!(
-        "wrote {} ({:.2} MB, {:?})",
-        path.display(),
-        bytes.len() as f64 / 1e6,
-        dtype
-    );
-    Ok(())
+
+    /// Writes the model file: the tokenizer's and the transformer's tensors, `config`
+    /// (with class names and attribution), and a fast-preview matrix fitted on f_hat of
+    /// training images.
+    pub fn export(
+        &self,
+        config: &ModelConfig,
+        data: &Dataset,
+        transformer_state: &StateDict,
+        path: &Path,
+        dtype: StoreDtype,
+    ) -> Result<()> {
+        let (vae, vae_state) = (&self.vae, &self.state);
+        let host = Device::flex();
+        let mut config = config.clone();
+        let mut pairs = Vec::new();
+        for chunk in data.indices(Split::Train).chunks(128) {
+            let img_b3hw = data.images(chunk, &host);
+            let (_, f_hats) = vae.quantize.encode(vae.img_to_f(img_b3hw.clone())?);
+            let f_hat = f_hats.last().context("no scales")?.clone();
+            pairs.push((f_hat, img_b3hw));
+        }
+        config.preview = pollster::block_on(fit_preview_from(&pairs, config.derived_downsample()))?;
+        let bytes = merged_model_bytes(&config, &[vae_state, transformer_state], dtype)?;
+        // Round trip: the written file must load.
+        Model::from_safetensors(&bytes, &host)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "wrote {} ({:.2} MB, {:?})",
+            path.display(),
+            bytes.len() as f64 / 1e6,
+            dtype
+        );
+        Ok(())
+    }
 }

@@ -100,6 +100,21 @@ impl Hmar {
         })
     }
 
+    /// Freezes every parameter but the refinement stack's (`mask_embed`, `mask_blocks`,
+    /// `mask_head_nm`, `mask_head`), as the official masked fine-tune does.
+    pub fn train_refinement_only(self) -> Self {
+        Self {
+            word_embed: self.word_embed.no_grad(),
+            word_embed_bias: self.word_embed_bias.set_require_grad(false),
+            embed: self.embed.no_grad(),
+            base_blocks: self.base_blocks.no_grad(),
+            ns_blocks: self.ns_blocks.no_grad(),
+            ns_head_nm: self.ns_head_nm.no_grad(),
+            ns_head: self.ns_head.no_grad(),
+            ..self
+        }
+    }
+
     /// The class, start, level and position embeddings (the class condition, the null
     /// class, the first scale's input).
     pub fn embed(&self) -> &ScaleEmbed {

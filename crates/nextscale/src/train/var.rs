@@ -17,6 +17,9 @@ pub struct TokenCache {
     pub tokens: Vec<i64>,
     /// Teacher-forcing inputs `[N, L − pn₀², Cvae]`.
     pub inputs: Vec<f32>,
+    /// HMAR's refinement teacher-forcing inputs `[N, L − pn₀², Cvae]` (each scale's own
+    /// tokens through φ).
+    pub mask_inputs: Vec<f32>,
     /// Tokens per image (L).
     pub seq_len: usize,
     /// Input rows per image (L − pn₀²).
@@ -31,15 +34,18 @@ impl TokenCache {
         let idx_bl = vae.img_to_idx(img_b3hw)?;
         let b = idx_bl[0].dims()[0];
         let x_blcv = vae.quantize.idx_to_var_input(&idx_bl);
+        let h_blcv = vae.quantize.idx_to_mask_input(&idx_bl);
         let [_, input_len, cvae] = x_blcv.dims();
         let tokens_bl = Tensor::cat(idx_bl, 1);
         let seq_len = tokens_bl.dims()[1];
         let tokens = read_i64(tokens_bl).await?;
         let inputs = read_f32(x_blcv).await?;
+        let mask_inputs = read_f32(h_blcv).await?;
         debug_assert_eq!(tokens.len(), b * seq_len);
         Ok(Self {
             tokens,
             inputs,
+            mask_inputs,
             seq_len,
             input_len,
             cvae,
@@ -50,6 +56,7 @@ impl TokenCache {
     pub fn extend(&mut self, other: TokenCache) {
         self.tokens.extend(other.tokens);
         self.inputs.extend(other.inputs);
+        self.mask_inputs.extend(other.mask_inputs);
     }
 
     /// Number of images.
@@ -77,6 +84,16 @@ impl TokenCache {
             Tensor::from_data(TensorData::new(tokens, [b, l]), device),
         )
     }
+
+    /// HMAR's refinement inputs of a batch on `device`: `[B, L − pn₀², Cvae]`.
+    pub fn mask_batch(&self, idx: &[usize], device: &Device) -> Tensor<3> {
+        let (li, c) = (self.input_len, self.cvae);
+        let mut inputs = Vec::with_capacity(idx.len() * li * c);
+        for &i in idx {
+            inputs.extend_from_slice(&self.mask_inputs[i * li * c..(i + 1) * li * c]);
+        }
+        Tensor::from_data(TensorData::new(inputs, [idx.len(), li, c]), device)
+    }
 }
 
 /// Mean cross-entropy of the teacher-forced logits, and the token accuracy (detached).
@@ -90,7 +107,15 @@ pub fn var_loss(
     x_blcv: Tensor<3>,
     target_bl: Tensor<2, Int>,
 ) -> (Tensor<1>, Tensor<1>) {
-    let logits_blv = var.forward(labels_b, x_blcv);
+    cross_entropy(var.forward(labels_b, x_blcv), target_bl)
+}
+
+/// Mean cross-entropy of logits against target tokens, and the share of tokens whose
+/// arg-max is the target (detached).
+///
+/// # Shapes
+/// - logits: `[B, l, V]`, target: `[B, l]` → loss `[1]`, accuracy `[1]`
+pub fn cross_entropy(logits_blv: Tensor<3>, target_bl: Tensor<2, Int>) -> (Tensor<1>, Tensor<1>) {
     let [b, l, v] = logits_blv.dims();
     let logits_nv = logits_blv.reshape([b * l, v]);
     let target_n1 = target_bl.reshape([b * l, 1]);

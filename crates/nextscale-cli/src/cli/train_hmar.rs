@@ -1,0 +1,216 @@
+//! `nextscale train-hmar`: trains an HMAR model on the tokens of a trained VQ-VAE in the
+//! official two stages — the next-scale stage (teacher forcing under the block-diagonal
+//! mask, cross-entropy on every token), then the masked fine-tune (the refinement stack
+//! starts as a copy of the next-scale stack; only `mask_embed`, the mask blocks and the mask
+//! head train, on positions masked at a ratio drawn every step) — each resumable, with
+//! sample grids; then exports the model file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::Args;
+use nextscale::ModelConfig;
+use nextscale::config::HmarConfig;
+use nextscale::dataset::{BalancedSampler, Dataset, Split};
+use nextscale::hmar::Hmar;
+use nextscale::pipeline::Mode;
+use nextscale::train::hmar::{
+    draw_mask_idx, next_scale_loss, refine_loss, refinement_from_next_scale,
+};
+use nextscale::train::{StateDict, state_dict};
+use nextscale::weights::{HMAR_PREFIX, ParamSource, WeightFile};
+use rand::Rng;
+
+use super::convert::{StoreDtype, host_model, state_bytes};
+use super::grid::sample_grid;
+use super::load;
+use super::train::{RunArgs, RunDir, TeacherStage, read_state, transformer_optimizer};
+use super::train_var::Tokenizer;
+
+/// Options of `nextscale train-hmar`.
+#[derive(Args, Debug)]
+pub struct TrainHmarArgs {
+    /// Data set file (from `nextscale data`).
+    #[arg(long, default_value = "data/emoji32.safetensors")]
+    data: PathBuf,
+    /// The tokenizer: a `train-vqvae` checkpoint, or a model file whose VQ-VAE to reuse.
+    /// Its config gives the transformer's depth, width and heads.
+    #[arg(long, default_value = "runs/vqvae/checkpoint.safetensors")]
+    vqvae: PathBuf,
+    /// Run directory: `ns/` and `mask/`, each with its checkpoint, loss log and sample grids
+    /// (each stage resumes from its checkpoint).
+    #[arg(long, default_value = "runs/hmar")]
+    out: PathBuf,
+    /// Next-scale and mask blocks (the rest of the depth are base blocks shared by both
+    /// passes); default half the depth (the released models use 8 of 16–30).
+    #[arg(long, value_parser = super::positive)]
+    n_layers_train: Option<usize>,
+    /// Optimizer steps of the next-scale stage.
+    #[arg(long, value_parser = super::positive, default_value_t = 1500)]
+    steps: usize,
+    /// Optimizer steps of the masked fine-tune.
+    #[arg(long, value_parser = super::positive, default_value_t = 500)]
+    mask_steps: usize,
+    /// Sequences per step (class-balanced).
+    #[arg(long, value_parser = super::positive, default_value_t = 32)]
+    batch: usize,
+    /// Peak learning rate of the next-scale stage.
+    #[arg(long, default_value_t = 6e-4)]
+    lr: f64,
+    /// Peak learning rate of the masked fine-tune.
+    #[arg(long, default_value_t = 3e-4)]
+    mask_lr: f64,
+    /// Share of labels replaced by the null class (for classifier-free guidance).
+    #[arg(long, default_value_t = 0.1)]
+    label_drop: f64,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Runs `nextscale train-hmar`.
+pub fn run(args: TrainHmarArgs) -> Result<ExitCode> {
+    let data = Dataset::from_bytes(&load::read(&args.data)?)
+        .with_context(|| format!("loading {}", args.data.display()))?;
+    let tokenizer = Tokenizer::load(&args.vqvae)?;
+    let config = hmar_config(&tokenizer.config, args.n_layers_train)?;
+    let tokens = tokenizer.tokenize(&data)?;
+    let sampler = BalancedSampler::new(&data, &data.indices(Split::Train))?;
+    let device = Device::flex().autodiff();
+    let first = config.patch_nums[0] * config.patch_nums[0];
+    let stage = |run, names, steps, lr, name| TeacherStage {
+        run,
+        args: &args.run,
+        data: &data,
+        sampler: &sampler,
+        names,
+        config_json: config.to_json(),
+        device: &device,
+        steps,
+        batch: args.batch,
+        lr,
+        label_drop: args.label_drop,
+        null: config.num_classes as i64,
+        name,
+    };
+    // The next-scale stage's grids show its own samples: no refinement pass.
+    let mut ns_config = config.clone();
+    if let Some(hmar) = &mut ns_config.hmar {
+        hmar.mask_schedule = config.patch_nums.iter().map(|&pn| vec![pn * pn]).collect();
+    }
+    let grid = |config: &ModelConfig, state: StateDict, path: &std::path::Path| {
+        let model = host_model(config, &[&tokenizer.state, &state])?;
+        sample_grid(&model, path, 8, Mode::Var)
+    };
+
+    let ns_run = RunDir::create(&args.out.join("ns"))?;
+    let mask_run = RunDir::create(&args.out.join("mask"))?;
+    let mask_checkpoint = if args.run.fresh {
+        None
+    } else {
+        mask_run.load()?
+    };
+    if mask_checkpoint.is_none() {
+        let mut optim = transformer_optimizer();
+        let checkpoint = if args.run.fresh { None } else { ns_run.load()? };
+        let (hmar, names, start) = match &checkpoint {
+            Some(ck) => {
+                let r = ns_run.resume(ck, HMAR_PREFIX, &device, optim, |src| {
+                    Hmar::new(src, &config)
+                })?;
+                optim = r.optim;
+                (r.module, r.names, r.step)
+            }
+            None => {
+                let mut src = ParamSource::random(args.run.seed, &device).with_prefix(HMAR_PREFIX);
+                let hmar = Hmar::new(&mut src, &config)?;
+                (hmar, src.names().clone(), 0)
+            }
+        };
+        stage(&ns_run, names.clone(), args.steps, args.lr, "hmar ns").run(
+            hmar,
+            optim,
+            start,
+            |hmar, idx, labels_b, _| {
+                let (x_blcv, target_bl) = tokens.batch(idx, &device);
+                next_scale_loss(hmar, labels_b, x_blcv, target_bl)
+            },
+            |hmar, path| grid(&ns_config, state_dict(hmar, &names)?, path),
+        )?;
+    }
+
+    let mut optim = transformer_optimizer();
+    let (hmar, names, start) = match &mask_checkpoint {
+        Some(ck) => {
+            let r = mask_run.resume(ck, HMAR_PREFIX, &device, optim, |src| {
+                Hmar::new(src, &config)
+            })?;
+            optim = r.optim;
+            (r.module, r.names, r.step)
+        }
+        None => {
+            let ck = ns_run
+                .load()?
+                .context("the next-scale stage left no checkpoint")?;
+            let mut state = read_state(&ck.bytes, HMAR_PREFIX)?;
+            refinement_from_next_scale(&mut state, HMAR_PREFIX);
+            let bytes = state_bytes(&state, Default::default(), StoreDtype::F32)?;
+            let file = WeightFile::parse(&bytes)?;
+            let mut src = ParamSource::load(&file, HMAR_PREFIX, &device);
+            let hmar = Hmar::new(&mut src, &config)?;
+            let names = src.names().clone();
+            src.finish()?;
+            (hmar, names, 0)
+        }
+    };
+    let patch_nums = config.patch_nums.clone();
+    stage(
+        &mask_run,
+        names.clone(),
+        args.mask_steps,
+        args.mask_lr,
+        "hmar mask",
+    )
+    .run(
+        hmar.train_refinement_only(),
+        optim,
+        start,
+        |hmar, idx, labels_b, rng| {
+            let (x_blcv, target_bl) = tokens.batch(idx, &device);
+            let h_blcv = tokens.mask_batch(idx, &device);
+            let mask_idx = draw_mask_idx(&patch_nums, rng.random::<f64>(), rng);
+            refine_loss(hmar, labels_b, x_blcv, h_blcv, &mask_idx, first, target_bl)
+        },
+        |hmar, path| grid(&config, state_dict(hmar, &names)?, path),
+    )?;
+
+    if let Some(path) = &args.run.export {
+        let ck = mask_run.load()?.context("no checkpoint to export")?;
+        let hmar_state = read_state(&ck.bytes, HMAR_PREFIX)?;
+        tokenizer.export(&config, &data, &hmar_state, path, args.run.dtype)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The HMAR model of the tokenizer's config: the same depth, width and heads, with
+/// `n_layers_train` next-scale and mask blocks (default half the depth) and the official
+/// default mask schedule; no student, and no recommended sampling yet (`tune-sampling`).
+fn hmar_config(tokenizer: &ModelConfig, n_layers_train: Option<usize>) -> Result<ModelConfig> {
+    let mut config = tokenizer.clone();
+    let n_layers_train = n_layers_train.unwrap_or(config.depth / 2).max(1);
+    if n_layers_train > config.depth {
+        bail!(
+            "--n-layers-train {n_layers_train} exceeds the depth {}",
+            config.depth
+        );
+    }
+    config.hmar = Some(HmarConfig {
+        n_layers_train,
+        mask_schedule: HmarConfig::official_mask_schedule(&config.patch_nums),
+    });
+    config.dd = None;
+    config.sampling = None;
+    config.validate()?;
+    Ok(config)
+}
