@@ -91,7 +91,8 @@ export class Engine {
 
   /**
    * Generates one image and yields a frame after every scale (the preview the options ask
-   * for), ending with the final image (`final: true`). One engine runs one generation (or
+   * for; with `passEvents`, an HMAR model's passes between too), ending with the final image
+   * (`final: true`). One engine runs one generation (or
    * edit) at a time: a call while another runs is queued, and starts when the earlier ones
    * end, in call order. Throws a {@link NextscaleError}: `E_BAD_REQUEST` for bad options
    * (at the call), `E_ABORTED` after `signal` aborts (at the call when it already has),

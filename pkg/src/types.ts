@@ -136,6 +136,9 @@ export interface GenerateOptions {
    * each refinement pass fixes (each entry sums to the scale's tokens, the first is `[1]`).
    * Default: the model's ({@link EngineInfo.maskSchedule}). */
   maskSchedule?: number[][];
+  /** HMAR models only: also a frame after every pass that leaves tokens of its scale masked
+   * for the next (see {@link Frame.pass}). Default false. */
+  passEvents?: boolean;
   /** Aborts the generation; the iterator then throws an `E_ABORTED` error. */
   signal?: AbortSignal;
 }
@@ -207,4 +210,20 @@ export interface Frame {
   elapsedMs: number;
   /** Present on the final frame. */
   timings?: Timings;
+  /** Present on a frame between the passes of an HMAR scale (with
+   * {@link GenerateOptions.passEvents}): `scale` is the scale in progress and `tokens` its
+   * tokens so far. */
+  pass?: PassInfo;
+}
+
+/** Where an HMAR scale stands between its passes. */
+export interface PassInfo {
+  /** The pass just done: 0 is the next-scale pass, then the refinement passes. */
+  index: number;
+  /** The scale's passes (its mask schedule entry's length); the last one ends in the
+   * scale's own frame. */
+  of: number;
+  /** Raster positions within the scale's `pn × pn` map that the next pass re-predicts,
+   * least confident first. */
+  masked: Uint32Array<ArrayBuffer>;
 }

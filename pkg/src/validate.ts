@@ -78,6 +78,9 @@ export function checkGenerateOptions(options: GenerateOptions): Omit<GenerateOpt
     const valid = Array.isArray(schedule) && entries.every((e) => Array.isArray(e) && e.every((n) => Number.isSafeInteger(n) && n >= 0));
     if (!valid) throw bad(`maskSchedule must be an array of arrays of integers ≥ 0; got ${JSON.stringify(schedule)}`);
   }
+  if (options.passEvents !== undefined && typeof options.passEvents !== 'boolean') {
+    throw bad(`passEvents must be a boolean; got ${String(options.passEvents)}`);
+  }
   const posted: Omit<GenerateOptions, 'signal'> = { ...options };
   delete (posted as GenerateOptions).signal;
   return posted;

@@ -240,6 +240,7 @@ async function generate(id: number, options: object, edit: PostedEdit | undefine
     if (frame.pixels) {
       const transfer: Transferable[] = [frame.pixels.buffer];
       if (frame.tokens) transfer.push(frame.tokens.buffer);
+      if (frame.pass) transfer.push(frame.pass.masked.buffer);
       post({ type: 'frame', id, frame: frame as Frame }, transfer);
     }
     return checkpoint(id);

@@ -1,9 +1,11 @@
 // HMAR in headless Chromium through the built package and the demo page, on the
 // hmar-tiny-a fixture model (random weights, converted by scripts/models.sh): the engine
 // reports the family and mask schedule and offers only `var`; a generation streams one frame
-// per scale (the last is the final image) and repeats by seed; a mask schedule of its own changes the tokens; what only
-// VAR does, and a schedule that does not fit, are E_BAD_REQUEST with the reason; the demo
-// page labels the model HMAR and generates with it.
+// per scale (the last is the final image) and repeats by seed; a mask schedule of its own
+// changes the tokens; with passEvents a frame comes after every pass that leaves tokens
+// masked, and the scales' tokens stay the same; what only VAR does, and a schedule that does
+// not fit, are E_BAD_REQUEST with the reason; the demo page labels the model HMAR, generates
+// with it and shows the refinement passes in its timeline.
 //   node --test tests/browser/hmar.test.mjs   (after pkg/ and web/ are built and scripts/models.sh)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -19,7 +21,13 @@ function generate(options) {
   return shared.page.evaluate(async (o) => {
     const frames = [];
     for await (const frame of window.engine.generate(o)) {
-      frames.push({ final: frame.final, tokens: frame.tokens ? Array.from(frame.tokens) : null, pixels: frame.final ? Array.from(frame.pixels) : null });
+      frames.push({
+        scale: frame.scale,
+        final: frame.final,
+        tokens: frame.tokens ? Array.from(frame.tokens) : null,
+        pixels: frame.final ? Array.from(frame.pixels) : null,
+        pass: frame.pass ? { index: frame.pass.index, of: frame.pass.of, masked: Array.from(frame.pass.masked) } : null,
+      });
     }
     return frames;
   }, options);
@@ -46,6 +54,29 @@ test('a generation streams a frame per scale, repeats by seed, and follows the s
   // Without refinement HMAR samples differently at some scale.
   const plain = await generate({ classLabel: 3, seed: 11, maskSchedule: [[1], [4], [9], [16]] });
   assert.notDeepEqual(plain.map((f) => f.tokens), a.map((f) => f.tokens));
+  assert.deepEqual(shared.problems.splice(0), []);
+});
+
+test('pass events: a frame after every pass that leaves tokens masked, the same scales', { timeout: TIMEOUT }, async () => {
+  const scales = await generate({ classLabel: 2, seed: 5 });
+  const frames = await generate({ classLabel: 2, seed: 5, passEvents: true });
+  // The schedule [[1], [1, 3], [1, 1, 2, 5], [16]]: one pass frame at the 2×2 scale, three at
+  // the 3×3 scale, each with the tokens still masked (the later passes' share).
+  const passes = frames.filter((f) => f.pass);
+  assert.deepEqual(
+    passes.map((f) => [f.scale, f.pass.index, f.pass.of, f.pass.masked.length]),
+    [[2, 0, 2, 3], [3, 0, 4, 8], [3, 1, 4, 7], [3, 2, 4, 5]],
+  );
+  for (const f of passes) {
+    assert.equal(f.tokens.length, [1, 4, 9, 16][f.scale - 1]);
+    assert.ok(f.pass.masked.every((i) => i < f.tokens.length));
+  }
+  assert.deepEqual(frames.filter((f) => !f.pass), scales, 'the scale frames do not change');
+  const refused = (options) =>
+    shared.page.evaluate((o) => window.outcome(() => window.drain(window.engine.generate(o))), options);
+  const notBoolean = await refused({ passEvents: 'yes' });
+  assert.equal(notBoolean.error?.code, 'E_BAD_REQUEST', JSON.stringify(notBoolean));
+  assert.match(notBoolean.error.message, /passEvents must be a boolean/);
   assert.deepEqual(shared.problems.splice(0), []);
 });
 
@@ -78,10 +109,18 @@ test('what only VAR does, and a schedule that does not fit, are refused with the
   }, TINY);
   assert.equal(onVar.error?.code, 'E_BAD_REQUEST', JSON.stringify(onVar));
   assert.match(onVar.error.message, /a mask schedule needs an HMAR model/);
+  const passesOnVar = await shared.page.evaluate(async (model) => {
+    const engine = await window.nextscale.createEngine({ model, backend: 'cpu' });
+    const result = await window.outcome(() => window.drain(engine.generate({ passEvents: true })));
+    await engine.dispose();
+    return result;
+  }, TINY);
+  assert.equal(passesOnVar.error?.code, 'E_BAD_REQUEST', JSON.stringify(passesOnVar));
+  assert.match(passesOnVar.error.message, /pass events need an HMAR model/);
   assert.deepEqual(shared.problems.splice(0), []);
 });
 
-test('the demo page labels the model HMAR and generates with it', { timeout: TIMEOUT }, async () => {
+test('the demo page labels the model HMAR, generates with it and times its passes', { timeout: TIMEOUT }, async () => {
   const demo = await shared.harness.browser.newPage();
   const problems = [];
   demo.on('console', (msg) => {
@@ -98,7 +137,12 @@ test('the demo page labels the model HMAR and generates with it', { timeout: TIM
   await demo.getByTestId('generate').click();
   await demo.waitForFunction(() => ['done', 'error'].includes(document.querySelector('[data-testid=status]')?.textContent ?? ''), undefined, { timeout: TIMEOUT });
   assert.equal(await status(), 'done', await demo.getByTestId('error').textContent());
-  assert.equal(await demo.locator('[data-testid=timeline] li').count(), 4);
+  // Four scales, and the four passes that leave tokens masked between them.
+  assert.equal(await demo.locator('[data-testid=timeline] li').count(), 8);
+  const passes = await demo.locator('[data-testid=timeline] li.pass').evaluateAll((items) =>
+    items.map((li) => [li.dataset.pass, li.dataset.masked.split(',').length]),
+  );
+  assert.deepEqual(passes, [['0/2', 3], ['0/4', 8], ['1/4', 7], ['2/4', 5]]);
   assert.deepEqual(problems, []);
   await demo.close();
 });

@@ -134,6 +134,15 @@ function draw(canvas: HTMLCanvasElement, frame: Pick<Frame, 'pixels' | 'width' |
   ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
 }
 
+/** Greys out the cells of a `pn × pn` token map that the next pass re-predicts. */
+function shadeMasked(canvas: HTMLCanvasElement, masked: Uint32Array, pn: number): void {
+  const ctx = canvas.getContext('2d');
+  if (!ctx || pn < 1) return;
+  const cell = canvas.width / pn;
+  ctx.fillStyle = 'rgba(128, 128, 128, 0.75)';
+  for (const i of masked) ctx.fillRect((i % pn) * cell, Math.floor(i / pn) * cell, cell, cell);
+}
+
 function showBackend(e: Engine): void {
   const { backend, adapter, reason } = e.info;
   ui.badge.dataset.backend = backend;
@@ -237,6 +246,8 @@ function options(seed: number, signal: AbortSignal): GenerateOptions {
     topP: Number(ui.topP.value),
     preview: ui.preview.value as GenerateOptions['preview'] & string,
     mode: ui.mode.value as GenerateOptions['mode'] & string,
+    // HMAR: a frame after every pass that leaves tokens masked, for the timeline.
+    passEvents: engine?.info.family === 'hmar',
     signal,
   };
 }
@@ -304,11 +315,23 @@ async function show(frames: AsyncGenerator<Frame, void, undefined>, mode: string
     draw(ui.canvas, frame);
     count += 1;
     ui.frameCount.textContent = String(count);
-    ui.scaleLabel.textContent = `${unitOf(mode)} ${frame.scale}/${frame.scales}`;
+    const { pass } = frame;
+    const passText = pass ? ` · pass ${pass.index + 1}/${pass.of}` : '';
+    ui.scaleLabel.textContent = `${unitOf(mode)} ${frame.scale}/${frame.scales}${passText}`;
     const step = frame.elapsedMs - last;
     last = frame.elapsedMs;
     const item = document.createElement('li');
-    item.innerHTML = `<b>${frame.scale}</b><span>${frame.width}×${frame.height}</span><span>${step.toFixed(0)} ms</span>`;
+    if (pass) {
+      // An HMAR pass that leaves tokens masked: its preview with those cells greyed out.
+      shadeMasked(ui.canvas, pass.masked, Math.round(Math.sqrt(frame.tokens?.length ?? 0)));
+      item.className = 'pass';
+      item.dataset.pass = `${pass.index}/${pass.of}`;
+      item.dataset.masked = pass.masked.join(',');
+      item.title = `${pass.index === 0 ? 'next-scale pass' : `refinement pass ${pass.index}`}; ${pass.masked.length} tokens re-masked for the next`;
+      item.innerHTML = `<b>${frame.scale}.${pass.index + 1}</b><span>${pass.masked.length} masked</span><span>${step.toFixed(0)} ms</span>`;
+    } else {
+      item.innerHTML = `<b>${frame.scale}</b><span>${frame.width}×${frame.height}</span><span>${step.toFixed(0)} ms</span>`;
+    }
     if (frame.final) item.className = 'final';
     if (frame.tokens) item.dataset.tokens = frame.tokens.join(',');
     if (frame.timings) item.dataset.decodeMs = frame.timings.decodeMs.toFixed(0);

@@ -35,7 +35,7 @@ use crate::backend::{BackendReport, BackendRequest};
 use crate::bytes::ModelBytes;
 use crate::edit::EditOptions;
 use crate::error::BindingError;
-use crate::request::{GenerateOptions, frame};
+use crate::request::{GenerateOptions, PassFrame, frame};
 
 /// Routes Rust panics (which should not happen) to `console.error` with a message.
 #[wasm_bindgen(start)]
@@ -251,6 +251,28 @@ async fn run(
                 tokens.first().map(Vec::as_slice),
                 elapsed_ms,
                 None,
+                None,
+            ),
+            Event::Pass {
+                scale,
+                pass,
+                passes,
+                tokens,
+                masked,
+                preview,
+                elapsed_ms,
+            } => frame(
+                scale + 1,
+                scales,
+                preview.as_ref().and_then(|p| p.first()),
+                tokens.first().map(Vec::as_slice),
+                elapsed_ms,
+                None,
+                masked.first().map(|m| PassFrame {
+                    index: pass,
+                    of: passes,
+                    masked: m,
+                }),
             ),
             Event::Done {
                 images, timings, ..
@@ -261,6 +283,7 @@ async fn run(
                 last_tokens.as_deref(),
                 timings.total_ms,
                 Some(&timings),
+                None,
             ),
         };
         if !deliver(on_frame, &frame).await? {

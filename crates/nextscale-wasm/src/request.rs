@@ -27,7 +27,7 @@ pub fn modes(model: &Model) -> Vec<&'static str> {
 }
 
 /// The keys [`GenerateOptions`] reads, as JS spells them.
-const OPTION_KEYS: [&str; 9] = [
+const OPTION_KEYS: [&str; 10] = [
     "classLabel",
     "seed",
     "cfg",
@@ -37,6 +37,7 @@ const OPTION_KEYS: [&str; 9] = [
     "preview",
     "mode",
     "maskSchedule",
+    "passEvents",
 ];
 
 /// `engine.generate` options (camelCase in JS). Absent cfg, top-k and top-p take the
@@ -65,6 +66,8 @@ pub struct GenerateOptions {
     /// HMAR models only: per scale, the tokens fixed by the next-scale pass and after each
     /// refinement pass (default: the model's schedule).
     pub mask_schedule: Option<Vec<Vec<usize>>>,
+    /// HMAR models only: a frame after every pass that leaves tokens masked, too.
+    pub pass_events: Option<bool>,
 }
 
 impl GenerateOptions {
@@ -116,6 +119,7 @@ impl GenerateOptions {
             request.sampling.more_smooth = more_smooth;
         }
         request.mask_schedule = self.mask_schedule.clone();
+        request.pass_events = self.pass_events.unwrap_or(false);
         request.preview = match self.preview.as_deref().unwrap_or("fast") {
             "none" => PreviewMode::None,
             "fast" => PreviewMode::Fast,
@@ -131,10 +135,22 @@ impl GenerateOptions {
     }
 }
 
+/// An HMAR pass that leaves tokens masked: its index (0 the next-scale pass), the scale's
+/// number of passes, and the positions the next pass re-predicts.
+pub struct PassFrame<'a> {
+    /// Pass index within the scale.
+    pub index: usize,
+    /// Passes of the scale.
+    pub of: usize,
+    /// Raster positions within the scale still masked.
+    pub masked: &'a [usize],
+}
+
 /// One frame for JS: `{scale, scales, width, height, pixels, tokens, final, elapsedMs,
-/// timings?}`. `pixels` is a fresh `Uint8ClampedArray` (RGBA) that JS may transfer, or
-/// `null` for a scale without a preview; `tokens` a fresh `Uint32Array` of the token
-/// indices the step chose (row-major), or `null`.
+/// timings?, pass?}`. `pixels` is a fresh `Uint8ClampedArray` (RGBA) that JS may transfer,
+/// or `null` for a scale without a preview; `tokens` a fresh `Uint32Array` of the token
+/// indices the step chose (row-major), or `null`; `pass` (`{index, of, masked}`, `masked`
+/// a `Uint32Array`) marks a frame between the passes of scale `scale`.
 pub fn frame(
     scale: usize,
     scales: usize,
@@ -142,6 +158,7 @@ pub fn frame(
     tokens: Option<&[u32]>,
     elapsed_ms: f64,
     timings: Option<&Timings>,
+    pass: Option<PassFrame>,
 ) -> JsValue {
     let frame = Object::new();
     let set = |key: &str, value: JsValue| {
@@ -185,6 +202,18 @@ pub fn frame(
             let _ = Reflect::set(&timings, &key.into(), &value);
         }
         set("timings", timings.into());
+    }
+    if let Some(p) = pass {
+        let info = Object::new();
+        let masked: Vec<u32> = p.masked.iter().map(|&i| i as u32).collect();
+        for (key, value) in [
+            ("index", JsValue::from(p.index as f64)),
+            ("of", JsValue::from(p.of as f64)),
+            ("masked", Uint32Array::from(&masked[..]).into()),
+        ] {
+            let _ = Reflect::set(&info, &key.into(), &value);
+        }
+        set("pass", info.into());
     }
     frame.into()
 }

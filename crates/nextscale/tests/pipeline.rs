@@ -36,6 +36,7 @@ fn request(labels: Vec<Option<usize>>, seed: u64) -> GenerateRequest {
         mode: Mode::Var,
         edit: None,
         mask_schedule: None,
+        pass_events: false,
     }
 }
 
@@ -69,6 +70,7 @@ fn streams_one_event_per_scale_then_the_image() {
                     assert_eq!((preview[0].width, preview[0].height), (side, side));
                     indices.push(index);
                 }
+                Event::Pass { .. } => panic!("VAR has no passes"),
                 Event::Done {
                     images, timings, ..
                 } => done = Some((images, timings)),
@@ -150,6 +152,7 @@ fn final_pixels(model: &Model, request: GenerateRequest) -> (usize, Vec<u8>) {
     while let Some(event) = block_on(generation.next_event()).unwrap() {
         match event {
             Event::Scale { .. } => scale_events += 1,
+            Event::Pass { .. } => panic!("pass events were not asked for"),
             Event::Done { images, .. } => {
                 return (
                     scale_events,
@@ -217,7 +220,7 @@ fn flow_map_teacher_is_deterministic_and_ignores_the_sampling_stream() {
                 .into_iter()
                 .flat_map(|i| i.pixels)
                 .collect::<Vec<u8>>(),
-            Event::Scale { .. } => unreachable!(),
+            Event::Scale { .. } | Event::Pass { .. } => unreachable!(),
         }
     };
     assert_eq!(run(9), run(9));
@@ -302,4 +305,78 @@ fn hmar_refuses_what_only_var_does_and_bad_schedules() {
         Err(e) => assert!(e.to_string().contains("needs an HMAR model"), "{e}"),
         Ok(_) => panic!("a VAR model took a mask schedule"),
     }
+    let mut r = request(vec![Some(1)], 0);
+    r.pass_events = true;
+    match Generation::new(&var, r) {
+        Err(e) => assert!(e.to_string().contains("need an HMAR model"), "{e}"),
+        Ok(_) => panic!("a VAR model took pass events"),
+    }
+}
+
+#[test]
+fn hmar_pass_events_stream_every_pass_and_change_nothing() {
+    let model = hmar_model();
+    // The fixture's schedule: [[1], [1, 3], [1, 2, 6], [4, 5, 4, 3]].
+    let schedule = model.config.hmar.as_ref().unwrap().mask_schedule.clone();
+    let plain = request(vec![Some(3), Some(5)], 21);
+    let mut with_passes = plain.clone();
+    with_passes.pass_events = true;
+    with_passes.preview = PreviewMode::Fast;
+    let mut generation = Generation::new(&model, with_passes).unwrap();
+    let (mut passes, mut scales, mut last) = (Vec::new(), Vec::new(), 0.0);
+    while let Some(event) = pollster::block_on(generation.next_event()).unwrap() {
+        match event {
+            Event::Pass {
+                scale,
+                pass,
+                passes: of,
+                tokens,
+                masked,
+                preview,
+                elapsed_ms,
+            } => {
+                assert_eq!(of, schedule[scale].len());
+                // The positions left masked: every later pass's share of the scale.
+                let left: usize = schedule[scale][pass + 1..].iter().sum();
+                let pn = model.config.patch_nums[scale];
+                assert!(
+                    masked
+                        .iter()
+                        .all(|m| m.len() == left && m.iter().all(|&i| i < pn * pn))
+                );
+                assert!(tokens.iter().all(|t| t.len() == pn * pn));
+                assert_eq!(preview.expect("previews asked").len(), 2);
+                assert!(elapsed_ms >= last);
+                last = elapsed_ms;
+                passes.push((scale, pass));
+            }
+            Event::Scale {
+                index,
+                tokens,
+                elapsed_ms,
+                ..
+            } => {
+                assert!(elapsed_ms >= last);
+                last = elapsed_ms;
+                scales.push(tokens);
+                // Every pass of the scale but its last came before.
+                let expected: Vec<(usize, usize)> =
+                    (0..schedule[index].len() - 1).map(|p| (index, p)).collect();
+                let got: Vec<(usize, usize)> = passes
+                    .iter()
+                    .copied()
+                    .filter(|&(s, _)| s == index)
+                    .collect();
+                assert_eq!(got, expected, "scale {index}");
+            }
+            Event::Done { timings, .. } => assert_eq!(timings.scale_ms.len(), 4),
+        }
+    }
+    // Scale 0 has no passes; scales 1, 2 and 3 have 2, 3 and 4 (the last ends the scale).
+    assert_eq!(passes.len(), 1 + 2 + 3);
+    assert_eq!(
+        scales,
+        tokens_of(&model, plain),
+        "the same tokens without pass events"
+    );
 }

@@ -122,6 +122,7 @@ pub fn run(args: DistillDataArgs) -> Result<ExitCode> {
             mode: nextscale::pipeline::Mode::Var,
             edit: None,
             mask_schedule: None,
+            pass_events: false,
         };
         let mut generation =
             pollster::block_on(Generation::new(&model, request)?.with_flow(args.flow_steps))?;

@@ -48,7 +48,8 @@ pub struct OutputArgs {
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// Also write every scale's preview.
+    /// Also write every scale's preview (and, for HMAR, every pass's that leaves tokens
+    /// masked).
     #[arg(long)]
     previews: bool,
     /// How previews are computed.
@@ -112,6 +113,7 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
             seed,
             preview: args.output.preview(),
             mode: args.sampling.mode(),
+            pass_events: args.output.previews && config.hmar.is_some(),
             ..GenerateRequest::new(None, 1, 0).with_sampling(args.sampling.resolve(config)?)
         };
         request.sampling.more_smooth = args.more_smooth;
@@ -135,6 +137,7 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
 
 /// Runs a generation to its end, writing each image as `{tag}_{seed}.png` under `out` and
 /// each scale's preview (when the request asks for them) as `{tag}_{seed}.scaleNN.png`,
+/// and each HMAR pass's that leaves tokens masked as `{tag}_{seed}.scaleNN.passM.png`,
 /// upscaled to the image size; returns the images' paths.
 pub fn write_generation(
     mut generation: Generation,
@@ -150,6 +153,21 @@ pub fn write_generation(
                 bar.inc(1);
                 for (i, img) in preview.iter().flatten().enumerate() {
                     let name = format!("{tag}_{}.scale{:02}.png", seed + i as u64, index + 1);
+                    write_png(&out.join(name), img, generation.image_size())?;
+                }
+            }
+            Event::Pass {
+                scale,
+                pass,
+                preview,
+                ..
+            } => {
+                for (i, img) in preview.iter().flatten().enumerate() {
+                    let name = format!(
+                        "{tag}_{}.scale{:02}.pass{pass}.png",
+                        seed + i as u64,
+                        scale + 1
+                    );
                     write_png(&out.join(name), img, generation.image_size())?;
                 }
             }

@@ -261,7 +261,7 @@ fn confidences(
 }
 
 /// A `[B, n]` int64 case as positions per image.
-fn read_positions(c: &Cases<'_, '_>, name: &str) -> Result<Vec<Vec<usize>>> {
+pub(super) fn read_positions(c: &Cases<'_, '_>, name: &str) -> Result<Vec<Vec<usize>>> {
     let (values, shape) = c.file.read_i64(name)?;
     let n = shape.get(1).copied().unwrap_or(0).max(1);
     Ok(values
@@ -270,8 +270,9 @@ fn read_positions(c: &Cases<'_, '_>, name: &str) -> Result<Vec<Vec<usize>>> {
         .collect())
 }
 
-/// The whole generation of `run` through the pipeline: every scale's tokens and f_hat and
-/// the final image (the `sampled` run on the official draws).
+/// The whole generation of `run` through the pipeline, with pass events: every pass's
+/// tokens and masked set, every scale's tokens and f_hat and the final image (the `sampled`
+/// run on the official draws).
 async fn generation(c: &mut Cases<'_, '_>, model: &Model, run: &Run) -> Result<()> {
     let (labels, _) = c.file.read_i64("forward.labels")?;
     let request = GenerateRequest {
@@ -283,6 +284,7 @@ async fn generation(c: &mut Cases<'_, '_>, model: &Model, run: &Run) -> Result<(
         mode: Mode::Var,
         edit: None,
         mask_schedule: None,
+        pass_events: true,
     };
     let mut generation = Generation::new(model, request)?;
     if run.replay {

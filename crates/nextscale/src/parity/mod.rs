@@ -303,11 +303,14 @@ fn greedy_request(labels: Vec<Option<usize>>, cfg: f64, edit: Option<Edit>) -> G
         mode: Mode::Var,
         edit,
         mask_schedule: None,
+        pass_events: false,
     }
 }
 
 /// Runs `request` and compares every scale's tokens and f_hat and the final image with the
-/// cases `{prefix}.idx.{si}`, `{prefix}.f_hat.{si}` and `{prefix}.image01`.
+/// cases `{prefix}.idx.{si}`, `{prefix}.f_hat.{si}` and `{prefix}.image01`; and, for HMAR
+/// pass events, each pass's tokens and the positions left masked with
+/// `{prefix}.idx.{si}.step{j}` and `{prefix}.masked.{si}.step{j+1}` (as sets).
 async fn run_generation(
     c: &mut Cases<'_, '_>,
     generation: Generation<'_>,
@@ -328,6 +331,31 @@ async fn run_generation(
                 if c.file.contains(&name) {
                     c.compare_float(&name, f_hat).await?;
                 }
+            }
+            Event::Pass {
+                scale,
+                pass,
+                tokens,
+                masked,
+                ..
+            } => {
+                let flat: Vec<i64> = tokens.iter().flatten().map(|&t| t as i64).collect();
+                c.compare_tokens(&format!("{prefix}.idx.{scale}.step{pass}"), &flat)?;
+                let name = format!("{prefix}.masked.{scale}.step{}", pass + 1);
+                let sorted = |sets: Vec<Vec<usize>>| -> Vec<i64> {
+                    sets.into_iter()
+                        .flat_map(|mut m| {
+                            m.sort_unstable();
+                            m.into_iter().map(|i| i as i64)
+                        })
+                        .collect()
+                };
+                let want = sorted(hmar::read_positions(c, &name)?);
+                c.push_differences(
+                    &format!("{name} (pass event, as sets)"),
+                    &sorted(masked),
+                    &want,
+                );
             }
             Event::Done { image01, .. } => {
                 let name = format!("{prefix}.image01");

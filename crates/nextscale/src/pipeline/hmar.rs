@@ -14,10 +14,49 @@ use crate::hmar::{Hmar, HmarModulations, Pass};
 use crate::model::Transformer;
 use crate::sampler::{SamplingOptions, TokenRng, cfg_weight, filter, sample_token};
 
-/// What an HMAR generation keeps between scales.
+/// What an HMAR generation keeps between scales, and between the passes of a scale.
 pub(super) struct HmarState {
     modulations: HmarModulations,
     schedule: Vec<Vec<usize>>,
+    /// The current scale between two of its passes.
+    progress: Option<ScaleProgress>,
+}
+
+/// A scale whose passes are not all done.
+struct ScaleProgress {
+    /// The tokens so far, per image.
+    tokens: Vec<Vec<u32>>,
+    /// Per image, the positions the next pass re-predicts.
+    masked: Vec<Vec<usize>>,
+    /// The next pass (≥ 1: a refinement pass).
+    step: usize,
+    /// f_hat of the scales before, area-downsampled to this one: `[B, pn², Cvae]`.
+    f_hat_blcv: Tensor<3>,
+}
+
+/// What [`Generation::hmar_step`] did.
+pub(super) enum HmarStep {
+    /// A pass that leaves tokens masked.
+    Pass(PassDone),
+    /// The scale's last pass: its tokens and f_hat after it.
+    Scale {
+        tokens: Vec<Vec<u32>>,
+        f_hat: Tensor<4>,
+    },
+}
+
+/// A pass that leaves some of its scale's tokens masked for the next.
+pub(super) struct PassDone {
+    /// 0 for the next-scale pass, then the refinement passes.
+    pub pass: usize,
+    /// Passes of the scale.
+    pub passes: usize,
+    /// The tokens so far, per image.
+    pub tokens: Vec<Vec<u32>>,
+    /// Per image, the positions the next pass re-predicts.
+    pub masked: Vec<Vec<usize>>,
+    /// f_hat with these tokens in place: `[B, Cvae, HW, HW]`.
+    pub f_hat: Tensor<4>,
 }
 
 impl HmarState {
@@ -37,6 +76,7 @@ impl HmarState {
         Ok(Self {
             modulations: hmar.modulations(cond_bd),
             schedule,
+            progress: None,
         })
     }
 }
@@ -111,11 +151,13 @@ impl Generation<'_> {
         self
     }
 
-    /// One HMAR scale: the next-scale pass, the refinement passes of its schedule entry,
-    /// then f_hat and the next scale's input.
-    pub(super) async fn hmar_step(&mut self) -> Result<(Vec<Vec<u32>>, Tensor<4>)> {
+    /// The next pass of the current HMAR scale: the next-scale pass, then the refinement
+    /// passes of its schedule entry; after the last, f_hat and the next scale's input. Passes
+    /// that leave tokens masked return when the request asks for pass events, and the next
+    /// call resumes with the pass after.
+    pub(super) async fn hmar_step(&mut self) -> Result<HmarStep> {
         let model = self.model;
-        let (Transformer::Hmar(hmar), Passes::Hmar(state)) = (&model.transformer, &self.passes)
+        let (Transformer::Hmar(hmar), Passes::Hmar(state)) = (&model.transformer, &mut self.passes)
         else {
             return Err(Error::BadRequest("an HMAR pass on a VAR model".into()));
         };
@@ -126,77 +168,117 @@ impl Generation<'_> {
         let pn = config.patch_nums[si];
         let (b, l, cvae) = (self.request.labels.len(), pn * pn, config.cvae);
         let guided = self.guided;
-        let x_blc = self
-            .next_x_blc
-            .take()
-            .ok_or_else(|| Error::BadRequest("the generation is past its last scale".into()))?;
-        let logits_nlv = hmar.forward_pass(x_blc, &state.modulations, Pass::NextScale, None);
-        let logits = PassLogits::read(logits_nlv, b, guided).await?;
-        let t = cfg_weight(self.request.cfg, si, sn);
+        let schedule = state.schedule[si].clone();
+        let passes = if l > 1 { schedule.len() } else { 1 };
         let mut picker = Picker {
             opts: self.request.sampling,
             replay: self.replay.as_ref(),
             si,
             step: 0,
         };
-        let mut tokens = vec![Vec::with_capacity(l); b];
-        let mut conf = vec![Vec::with_capacity(l); b];
-        for (bi, rng) in self.rngs.iter_mut().enumerate() {
-            for li in 0..l {
-                let (token, c) = picker.pick(&mut logits.row(bi, li, t), rng, bi, li)?;
-                tokens[bi].push(token);
-                conf[bi].push(c);
-            }
-        }
-        let schedule = &state.schedule[si];
         let rows = |map_bchw: Tensor<4>| map_bchw.reshape([b, cvae, l]).swap_dims(1, 2);
         let idx_bl = |tokens: &[Vec<u32>]| {
             let flat: Vec<i64> = tokens.iter().flatten().map(|&t| t as i64).collect();
             Tensor::<2, Int>::from_data(TensorData::new(flat, [b, l]), device)
         };
-        if l > 1 && schedule.len() > 1 {
-            let mut masked: Vec<Vec<usize>> = conf
-                .iter()
-                .map(|c| least_confident(c, still_masked(schedule, 0)))
-                .collect();
-            let f_hat_blcv = rows(quant.area_down(si, self.f_hat.clone()));
-            let t_refine = self.request.cfg * REFINE_CFG_RATIO;
-            for step in 1..schedule.len() {
-                picker.step = step;
-                let h_bchw = quant.scale_residual(si, quant.lookup(idx_bl(&tokens)));
-                let h_blcv = rows(quant.area_down(si, h_bchw));
-                let x_blc = hmar.refine_input(si, f_hat_blcv.clone(), h_blcv, &masked);
-                let x_blc = if guided {
-                    x_blc.repeat_dim(0, 2)
-                } else {
-                    x_blc
-                };
-                let logits_nlv = hmar.forward_pass(x_blc, &state.modulations, Pass::Refine, None);
-                let logits = PassLogits::read(logits_nlv, b, guided).await?;
-                let keep = still_masked(schedule, step);
-                for (bi, rng) in self.rngs.iter_mut().enumerate() {
-                    let mut conf_m = Vec::with_capacity(masked[bi].len());
-                    for &li in &masked[bi] {
-                        let (token, c) =
-                            picker.pick(&mut logits.row(bi, li, t_refine), rng, bi, li)?;
-                        tokens[bi][li] = token;
-                        conf_m.push(c);
+        let tokens = loop {
+            let progress = match state.progress.take() {
+                None => {
+                    let x_blc = self.next_x_blc.take().ok_or_else(|| {
+                        Error::BadRequest("the generation is past its last scale".into())
+                    })?;
+                    let logits_nlv =
+                        hmar.forward_pass(x_blc, &state.modulations, Pass::NextScale, None);
+                    let logits = PassLogits::read(logits_nlv, b, guided).await?;
+                    let t = cfg_weight(self.request.cfg, si, sn);
+                    let mut tokens = vec![Vec::with_capacity(l); b];
+                    let mut conf = vec![Vec::with_capacity(l); b];
+                    for (bi, rng) in self.rngs.iter_mut().enumerate() {
+                        for li in 0..l {
+                            let (token, c) =
+                                picker.pick(&mut logits.row(bi, li, t), rng, bi, li)?;
+                            tokens[bi].push(token);
+                            conf[bi].push(c);
+                        }
                     }
-                    if step + 1 < schedule.len() {
-                        masked[bi] = least_confident(&conf_m, keep)
-                            .into_iter()
-                            .map(|i| masked[bi][i])
-                            .collect();
+                    if passes == 1 {
+                        break tokens;
+                    }
+                    ScaleProgress {
+                        tokens,
+                        masked: conf
+                            .iter()
+                            .map(|c| least_confident(c, still_masked(&schedule, 0)))
+                            .collect(),
+                        step: 1,
+                        f_hat_blcv: rows(quant.area_down(si, self.f_hat.clone())),
                     }
                 }
+                Some(mut progress) => {
+                    let step = progress.step;
+                    picker.step = step;
+                    let h_bchw = quant.scale_residual(si, quant.lookup(idx_bl(&progress.tokens)));
+                    let h_blcv = rows(quant.area_down(si, h_bchw));
+                    let x_blc = hmar.refine_input(
+                        si,
+                        progress.f_hat_blcv.clone(),
+                        h_blcv,
+                        &progress.masked,
+                    );
+                    let x_blc = if guided {
+                        x_blc.repeat_dim(0, 2)
+                    } else {
+                        x_blc
+                    };
+                    let logits_nlv =
+                        hmar.forward_pass(x_blc, &state.modulations, Pass::Refine, None);
+                    let logits = PassLogits::read(logits_nlv, b, guided).await?;
+                    let t_refine = self.request.cfg * REFINE_CFG_RATIO;
+                    let keep = still_masked(&schedule, step);
+                    for (bi, rng) in self.rngs.iter_mut().enumerate() {
+                        let masked = &mut progress.masked[bi];
+                        let mut conf_m = Vec::with_capacity(masked.len());
+                        for &li in masked.iter() {
+                            let (token, c) =
+                                picker.pick(&mut logits.row(bi, li, t_refine), rng, bi, li)?;
+                            progress.tokens[bi][li] = token;
+                            conf_m.push(c);
+                        }
+                        if step + 1 < passes {
+                            *masked = least_confident(&conf_m, keep)
+                                .into_iter()
+                                .map(|i| masked[i])
+                                .collect();
+                        }
+                    }
+                    if step + 1 == passes {
+                        break progress.tokens;
+                    }
+                    progress.step += 1;
+                    progress
+                }
+            };
+            if self.request.pass_events {
+                let h_bchw = quant.lookup(idx_bl(&progress.tokens));
+                let (f_hat, _) = quant.next_input(si, self.f_hat.clone(), h_bchw);
+                let done = PassDone {
+                    pass: progress.step - 1,
+                    passes,
+                    tokens: progress.tokens.clone(),
+                    masked: progress.masked.clone(),
+                    f_hat,
+                };
+                state.progress = Some(progress);
+                return Ok(HmarStep::Pass(done));
             }
-        }
+            state.progress = Some(progress);
+        };
         let h_bchw = quant.lookup(idx_bl(&tokens));
         let (f_hat, next) = quant.next_input(si, self.f_hat.clone(), h_bchw);
         self.f_hat = f_hat.clone();
         if let Some(next_bchw) = next {
             self.set_next_input(si + 1, next_bchw, |s, x| hmar.scale_input(s, x));
         }
-        Ok((tokens, f_hat))
+        Ok(HmarStep::Scale { tokens, f_hat })
     }
 }

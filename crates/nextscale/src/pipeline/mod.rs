@@ -15,6 +15,8 @@ mod parallel;
 
 pub use hmar::DrawReplay;
 
+use hmar::HmarStep;
+
 use burn::tensor::{Int, Tensor, TensorData};
 use web_time::Instant;
 
@@ -107,6 +109,9 @@ pub struct GenerateRequest {
     /// HMAR only: the mask schedule, in place of the model's
     /// ([`HmarConfig::mask_schedule`](crate::config::HmarConfig::mask_schedule)).
     pub mask_schedule: Option<Vec<Vec<usize>>>,
+    /// HMAR only: also an [`Event::Pass`] after every pass that leaves tokens of its scale
+    /// masked for the next.
+    pub pass_events: bool,
 }
 
 impl GenerateRequest {
@@ -127,6 +132,7 @@ impl GenerateRequest {
             mode: Mode::Var,
             edit: None,
             mask_schedule: None,
+            pass_events: false,
         }
     }
 
@@ -172,6 +178,11 @@ impl GenerateRequest {
             }
             (None, Some(_)) => return bad("a mask schedule needs an HMAR model".into()),
             _ => {}
+        }
+        if self.pass_events && model.config.hmar.is_none() {
+            return bad(
+                "pass events need an HMAR model (VAR predicts each scale in one pass)".into(),
+            );
         }
         if model.config.hmar.is_some() {
             let unsupported = if self.mode != Mode::Var {
@@ -265,6 +276,26 @@ pub enum Event {
         /// Milliseconds since the generation started.
         elapsed_ms: f64,
     },
+    /// HMAR: pass `pass` of the `passes` of scale `scale` is done, and `masked` tokens
+    /// remain for the next pass to re-predict (only with
+    /// [`GenerateRequest::pass_events`]; the scale's last pass ends in its `Scale` event).
+    Pass {
+        /// Scale index.
+        scale: usize,
+        /// Pass index: 0 is the next-scale pass, then the refinement passes.
+        pass: usize,
+        /// Passes of this scale (its mask schedule entry's length).
+        passes: usize,
+        /// The scale's tokens so far, per image, row-major `pn × pn`.
+        tokens: Vec<Vec<u32>>,
+        /// Per image, the positions (raster indices within the scale) the next pass
+        /// re-predicts, least confident first.
+        masked: Vec<Vec<usize>>,
+        /// The preview the request asked for, with these tokens in place, one per image.
+        preview: Option<Vec<RgbaImage>>,
+        /// Milliseconds since the generation started.
+        elapsed_ms: f64,
+    },
     /// The final images.
     Done {
         /// `[B, 3, H, W]` in [0, 1].
@@ -308,6 +339,9 @@ pub struct Generation<'m> {
     dd: Option<dd::DdState>,
     /// Tokens replayed in place of HMAR's draws ([`Generation::replay_draws`]).
     replay: Option<DrawReplay>,
+    /// Milliseconds of the current scale spent in earlier events (HMAR's passes): its
+    /// passes, and their previews.
+    carried_ms: (f64, f64),
 }
 
 impl<'m> Generation<'m> {
@@ -366,6 +400,7 @@ impl<'m> Generation<'m> {
             flow: None,
             dd: dd::DdState::new(model, &request)?,
             replay: None,
+            carried_ms: (0.0, 0.0),
             request,
         })
     }
@@ -429,15 +464,35 @@ impl<'m> Generation<'m> {
         }
         let t0 = Instant::now();
         let (tokens, f_hat) = match self.request.mode {
-            Mode::Var if matches!(self.passes, Passes::Hmar(_)) => self.hmar_step().await?,
+            Mode::Var if matches!(self.passes, Passes::Hmar(_)) => match self.hmar_step().await? {
+                HmarStep::Scale { tokens, f_hat } => (tokens, f_hat),
+                HmarStep::Pass(pass) => {
+                    self.carried_ms.0 += ms_since(t0);
+                    let t1 = Instant::now();
+                    let preview = self.preview(pass.f_hat).await?;
+                    self.carried_ms.1 += ms_since(t1);
+                    return Ok(Some(Event::Pass {
+                        scale: self.si,
+                        pass: pass.pass,
+                        passes: pass.passes,
+                        tokens: pass.tokens,
+                        masked: pass.masked,
+                        preview,
+                        elapsed_ms: ms_since(self.started),
+                    }));
+                }
+            },
             Mode::Var => self.step().await?,
             Mode::Dd1 | Mode::Dd2 => self.dd_step().await?,
             Mode::Parallel => self.parallel_step().await?,
         };
-        self.timings.scale_ms.push(ms_since(t0));
+        let (carried_scale_ms, carried_preview_ms) = std::mem::take(&mut self.carried_ms);
+        self.timings.scale_ms.push(carried_scale_ms + ms_since(t0));
         let t1 = Instant::now();
         let preview = self.preview(f_hat.clone()).await?;
-        self.timings.preview_ms.push(ms_since(t1));
+        self.timings
+            .preview_ms
+            .push(carried_preview_ms + ms_since(t1));
         let event = Event::Scale {
             index: self.si,
             of: sn,
