@@ -3,11 +3,13 @@
 # data → VQ-VAE tokenizer → VAR teacher → Distilled-Decoding pairs (the teacher driven by
 # the flow map Ψ) → DD student (teacher + student exported to
 # web/public/models/emoji32.safetensors) → evaluator classifier → the teacher's sampling
-# tuned on the evaluator and stored in the model file → evaluation of every mode.
+# tuned on the evaluator and stored in the model file → evaluation of every mode; then HMAR
+# on the same tokenizer (next-scale stage, masked fine-tune, exported to
+# web/public/models/hmar-emoji32.safetensors), its sampling tuned the same way, evaluated.
 # Every stage resumes from its run directory or output file, so the script can be stopped
 # and started again. Step counts can be overridden from the environment (VQVAE_STEPS, the
 # length of the tokenizer's learning-rate schedule, and VQVAE_UNTIL, where it stops;
-# VAR_STEPS, DD_PAIRS, DD_STEPS, CLASSIFIER_STEPS).
+# VAR_STEPS, DD_PAIRS, DD_STEPS, CLASSIFIER_STEPS, HMAR_STEPS, HMAR_MASK_STEPS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,3 +30,10 @@ time "$bin" tune-sampling --cfg 2,3,4 --top-k 20,50 --top-p 0.6,0.8 --write \
 for mode in var dd1 dd2 parallel; do
   "$bin" eval --per-class 32 --mode "$mode" --json "runs/eval-$mode.json"
 done
+time "$bin" train-hmar --steps "${HMAR_STEPS:-1500}" --lr 8e-4 --mask-steps "${HMAR_MASK_STEPS:-500}" \
+  --out runs/hmar --vqvae runs/vqvae/checkpoint.safetensors \
+  --export web/public/models/hmar-emoji32.safetensors
+hmar=web/public/models/hmar-emoji32.safetensors
+time "$bin" tune-sampling --model "$hmar" --cfg 2,3,4 --top-k 20,50 --top-p 0.6,0.8 --write \
+  --json runs/tune-sampling-hmar.json
+"$bin" eval --model "$hmar" --per-class 32 --json runs/eval-hmar.json

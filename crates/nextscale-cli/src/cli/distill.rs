@@ -19,14 +19,15 @@ use nextscale::dd::DdModel;
 use nextscale::model::Model;
 use nextscale::pipeline::Mode;
 use nextscale::train::distill::{DistillPairs, dd_loss, init_with_teacher, mse_weight};
-use nextscale::train::{LrSchedule, state_dict};
-use nextscale::weights::{DD_PREFIX, ParamSource, VAE_PREFIX, VAR_PREFIX, WeightFile};
+use nextscale::train::{LrSchedule, StateDict, state_dict};
+use nextscale::weights::{DD_PREFIX, VAE_PREFIX, VAR_PREFIX, WeightFile};
 use rand::Rng;
 
-use super::convert::{StoreDtype, host_model, merged_model_bytes, model_bytes};
+use super::convert::{host_model, merged_model_bytes};
 use super::grid::sample_grid;
 use super::train::{
-    LossLog, RunArgs, RunDir, TrainState, read_state, record_step, step_rng, transformer_optimizer,
+    Init, LossLog, Resumed, RunArgs, RunDir, TrainState, read_state, record_step, step_rng,
+    transformer_optimizer,
 };
 use super::{DEFAULT_MODEL, load, progress};
 
@@ -107,34 +108,34 @@ pub fn run(args: DistillArgs) -> Result<ExitCode> {
     );
     let weight = mse_weight(codebook, config.cvae);
     let run = RunDir::create(&args.out)?;
-    let mut optim = transformer_optimizer();
     let checkpoint = if args.run.fresh { None } else { run.load()? };
     let loss_split_t = args.loss_split_t;
-    let (mut student, names, start) = match &checkpoint {
-        Some(ck) => {
-            if ModelConfig::from_json(&ck.config_json)?.dd != config.dd {
-                bail!(
-                    "{} was trained with other --loss-split-t/--t-list; pass them again or --fresh",
-                    args.out.display()
-                );
-            }
-            let r = run.resume(ck, DD_PREFIX, &device, optim, |src| {
-                DdModel::new(src, &config, loss_split_t)
-            })?;
-            optim = r.optim;
-            (r.module, r.names, r.step)
-        }
-        None => {
-            let init = init_with_teacher(&config, &var_state, args.run.seed)?;
-            let bytes = model_bytes(&init, &config.to_json(), StoreDtype::F32)?;
-            let file = WeightFile::parse(&bytes)?;
-            let mut src = ParamSource::load(&file, DD_PREFIX, &device);
-            let student = DdModel::new(&mut src, &config, loss_split_t)?;
-            let names = src.names().clone();
-            src.finish()?;
-            (student, names, 0)
-        }
+    if let Some(ck) = &checkpoint
+        && ModelConfig::from_json(&ck.config_json)?.dd != config.dd
+    {
+        bail!(
+            "{} was trained with other --loss-split-t/--t-list; pass them again or --fresh",
+            args.out.display()
+        );
+    }
+    let init = if checkpoint.is_none() {
+        init_with_teacher(&config, &var_state, args.run.seed)?
+    } else {
+        StateDict::new()
     };
+    let Resumed {
+        module: mut student,
+        names,
+        step: start,
+        mut optim,
+    } = run.resume_or(
+        checkpoint.as_ref(),
+        Init::From(&init),
+        DD_PREFIX,
+        &device,
+        transformer_optimizer(),
+        |src| DdModel::new(src, &config, loss_split_t),
+    )?;
     let schedule = LrSchedule::warmup_cosine(args.lr, 0.02, args.steps);
     let mut log = LossLog::open(&run, &["loss", "ce", "accuracy", "mse"], start)?;
     let bar = progress::bar(args.steps as u64, "distill");

@@ -315,6 +315,54 @@ impl RunDir {
     }
 }
 
+/// Where a stage's parameters start when it has no checkpoint to resume.
+pub enum Init<'a> {
+    /// Drawn from this seed (the modules' own initialisation).
+    Random(u64),
+    /// The values of this state dict (names under the stage's prefix).
+    From(&'a StateDict),
+}
+
+impl RunDir {
+    /// The stage's module: resumed from `checkpoint` with the optimizer state saved beside
+    /// it when there is one, else built from `init` at step 0 with `optim` as it is.
+    pub fn resume_or<M>(
+        &self,
+        checkpoint: Option<&Checkpoint>,
+        init: Init,
+        prefix: &str,
+        device: &Device,
+        optim: ModuleOptimizer,
+        build: impl Fn(&mut ParamSource) -> nextscale::Result<M>,
+    ) -> Result<Resumed<M>> {
+        if let Some(ck) = checkpoint {
+            return self.resume(ck, prefix, device, optim, build);
+        }
+        let (module, names) = match init {
+            Init::Random(seed) => {
+                let mut src = ParamSource::random(seed, device).with_prefix(prefix);
+                let module = build(&mut src)?;
+                (module, src.names().clone())
+            }
+            Init::From(state) => {
+                let bytes = state_bytes(state, HashMap::new(), StoreDtype::F32)?;
+                let file = WeightFile::parse(&bytes)?;
+                let mut src = ParamSource::load(&file, prefix, device);
+                let module = build(&mut src)?;
+                let names = src.names().clone();
+                src.finish()?;
+                (module, names)
+            }
+        };
+        Ok(Resumed {
+            module,
+            names,
+            step: 0,
+            optim,
+        })
+    }
+}
+
 /// A module restored by [`RunDir::resume`].
 pub struct Resumed<M> {
     /// The module with the checkpoint's values.

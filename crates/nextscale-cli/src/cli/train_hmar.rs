@@ -20,13 +20,13 @@ use nextscale::train::hmar::{
     draw_mask_idx, next_scale_loss, refine_loss, refinement_from_next_scale,
 };
 use nextscale::train::{StateDict, state_dict};
-use nextscale::weights::{HMAR_PREFIX, ParamSource, WeightFile};
+use nextscale::weights::{HMAR_PREFIX, ParamSource};
 use rand::Rng;
 
-use super::convert::{StoreDtype, host_model, state_bytes};
+use super::convert::host_model;
 use super::grid::sample_grid;
 use super::load;
-use super::train::{RunArgs, RunDir, TeacherStage, read_state, transformer_optimizer};
+use super::train::{Init, RunArgs, RunDir, TeacherStage, read_state, transformer_optimizer};
 use super::train_var::Tokenizer;
 
 /// Options of `nextscale train-hmar`.
@@ -111,78 +111,65 @@ pub fn run(args: TrainHmarArgs) -> Result<ExitCode> {
     } else {
         mask_run.load()?
     };
+    let build = |src: &mut ParamSource| Hmar::new(src, &config);
     if mask_checkpoint.is_none() {
-        let mut optim = transformer_optimizer();
         let checkpoint = if args.run.fresh { None } else { ns_run.load()? };
-        let (hmar, names, start) = match &checkpoint {
-            Some(ck) => {
-                let r = ns_run.resume(ck, HMAR_PREFIX, &device, optim, |src| {
-                    Hmar::new(src, &config)
-                })?;
-                optim = r.optim;
-                (r.module, r.names, r.step)
-            }
-            None => {
-                let mut src = ParamSource::random(args.run.seed, &device).with_prefix(HMAR_PREFIX);
-                let hmar = Hmar::new(&mut src, &config)?;
-                (hmar, src.names().clone(), 0)
-            }
-        };
-        stage(&ns_run, names.clone(), args.steps, args.lr, "hmar ns").run(
-            hmar,
-            optim,
-            start,
+        let ns = ns_run.resume_or(
+            checkpoint.as_ref(),
+            Init::Random(args.run.seed),
+            HMAR_PREFIX,
+            &device,
+            transformer_optimizer(),
+            build,
+        )?;
+        stage(&ns_run, ns.names.clone(), args.steps, args.lr, "hmar ns").run(
+            ns.module,
+            ns.optim,
+            ns.step,
             |hmar, idx, labels_b, _| {
                 let (x_blcv, target_bl) = tokens.batch(idx, &device);
                 next_scale_loss(hmar, labels_b, x_blcv, target_bl)
             },
-            |hmar, path| grid(&ns_config, state_dict(hmar, &names)?, path),
+            |hmar, path| grid(&ns_config, state_dict(hmar, &ns.names)?, path),
         )?;
     }
 
-    let mut optim = transformer_optimizer();
-    let (hmar, names, start) = match &mask_checkpoint {
-        Some(ck) => {
-            let r = mask_run.resume(ck, HMAR_PREFIX, &device, optim, |src| {
-                Hmar::new(src, &config)
-            })?;
-            optim = r.optim;
-            (r.module, r.names, r.step)
-        }
-        None => {
-            let ck = ns_run
-                .load()?
-                .context("the next-scale stage left no checkpoint")?;
-            let mut state = read_state(&ck.bytes, HMAR_PREFIX)?;
-            refinement_from_next_scale(&mut state, HMAR_PREFIX);
-            let bytes = state_bytes(&state, Default::default(), StoreDtype::F32)?;
-            let file = WeightFile::parse(&bytes)?;
-            let mut src = ParamSource::load(&file, HMAR_PREFIX, &device);
-            let hmar = Hmar::new(&mut src, &config)?;
-            let names = src.names().clone();
-            src.finish()?;
-            (hmar, names, 0)
-        }
-    };
+    // The fine-tune starts from the next-scale stage's last checkpoint.
+    let mut start_state = StateDict::new();
+    if mask_checkpoint.is_none() {
+        let ck = ns_run
+            .load()?
+            .context("the next-scale stage left no checkpoint")?;
+        start_state = read_state(&ck.bytes, HMAR_PREFIX)?;
+        refinement_from_next_scale(&mut start_state, HMAR_PREFIX);
+    }
+    let mask = mask_run.resume_or(
+        mask_checkpoint.as_ref(),
+        Init::From(&start_state),
+        HMAR_PREFIX,
+        &device,
+        transformer_optimizer(),
+        build,
+    )?;
     let patch_nums = config.patch_nums.clone();
     stage(
         &mask_run,
-        names.clone(),
+        mask.names.clone(),
         args.mask_steps,
         args.mask_lr,
         "hmar mask",
     )
     .run(
-        hmar.train_refinement_only(),
-        optim,
-        start,
+        mask.module.train_refinement_only(),
+        mask.optim,
+        mask.step,
         |hmar, idx, labels_b, rng| {
             let (x_blcv, target_bl) = tokens.batch(idx, &device);
             let h_blcv = tokens.mask_batch(idx, &device);
             let mask_idx = draw_mask_idx(&patch_nums, rng.random::<f64>(), rng);
             refine_loss(hmar, labels_b, x_blcv, h_blcv, &mask_idx, first, target_bl)
         },
-        |hmar, path| grid(&config, state_dict(hmar, &names)?, path),
+        |hmar, path| grid(&config, state_dict(hmar, &mask.names)?, path),
     )?;
 
     if let Some(path) = &args.run.export {

@@ -23,7 +23,7 @@ use nextscale::weights::{ParamSource, VAE_PREFIX, VAR_PREFIX, WeightFile};
 
 use super::convert::{StoreDtype, host_model, merged_model_bytes};
 use super::grid::sample_grid;
-use super::train::{RunArgs, RunDir, TeacherStage, read_state, transformer_optimizer};
+use super::train::{Init, RunArgs, RunDir, TeacherStage, read_state, transformer_optimizer};
 use super::{load, progress};
 
 /// Options of `nextscale train-var`.
@@ -65,26 +65,21 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
 
     let device = Device::flex().autodiff();
     let run = RunDir::create(&args.out)?;
-    let mut optim = transformer_optimizer();
     let checkpoint = if args.run.fresh { None } else { run.load()? };
-    let (var, names, start) = match &checkpoint {
-        Some(ck) => {
-            let r = run.resume(ck, VAR_PREFIX, &device, optim, |src| Var::new(src, &config))?;
-            optim = r.optim;
-            (r.module, r.names, r.step)
-        }
-        None => {
-            let mut src = ParamSource::random(args.run.seed, &device).with_prefix(VAR_PREFIX);
-            let var = Var::new(&mut src, &config)?;
-            (var, src.names().clone(), 0)
-        }
-    };
+    let resumed = run.resume_or(
+        checkpoint.as_ref(),
+        Init::Random(args.run.seed),
+        VAR_PREFIX,
+        &device,
+        transformer_optimizer(),
+        |src| Var::new(src, &config),
+    )?;
     let stage = TeacherStage {
         run: &run,
         args: &args.run,
         data: &data,
         sampler: &sampler,
-        names: names.clone(),
+        names: resumed.names.clone(),
         config_json: config.to_json(),
         device: &device,
         steps: args.steps,
@@ -95,15 +90,15 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
         name: "var",
     };
     stage.run(
-        var,
-        optim,
-        start,
+        resumed.module,
+        resumed.optim,
+        resumed.step,
         |var, idx, labels_b, _| {
             let (x_blcv, target_bl) = tokens.batch(idx, &device);
             var_loss(var, labels_b, x_blcv, target_bl)
         },
         |var, grid| {
-            let state = state_dict(var, &names)?;
+            let state = state_dict(var, &resumed.names)?;
             let model = host_model(&config, &[&tokenizer.state, &state])?;
             sample_grid(&model, grid, 8, Mode::Var)
         },
