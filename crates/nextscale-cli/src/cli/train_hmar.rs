@@ -13,7 +13,6 @@ use burn::tensor::Device;
 use clap::Args;
 use nextscale::ModelConfig;
 use nextscale::config::HmarConfig;
-use nextscale::dataset::{BalancedSampler, Dataset, Split};
 use nextscale::hmar::Hmar;
 use nextscale::pipeline::Mode;
 use nextscale::train::hmar::{
@@ -25,20 +24,14 @@ use rand::Rng;
 
 use super::convert::host_model;
 use super::grid::sample_grid;
-use super::load;
 use super::train::{Init, RunArgs, RunDir, TeacherStage, read_state, transformer_optimizer};
-use super::train_var::Tokenizer;
+use super::train_var::{TeacherArgs, TeacherData};
 
 /// Options of `nextscale train-hmar`.
 #[derive(Args, Debug)]
 pub struct TrainHmarArgs {
-    /// Data set file (from `nextscale data`).
-    #[arg(long, default_value = "data/emoji32.safetensors")]
-    data: PathBuf,
-    /// The tokenizer: a `train-vqvae` checkpoint, or a model file whose VQ-VAE to reuse.
-    /// Its config gives the transformer's depth, width and heads.
-    #[arg(long, default_value = "runs/vqvae/checkpoint.safetensors")]
-    vqvae: PathBuf,
+    #[command(flatten)]
+    teacher: TeacherArgs,
     /// Run directory: `ns/` and `mask/`, each with its checkpoint, loss log and sample grids
     /// (each stage resumes from its checkpoint).
     #[arg(long, default_value = "runs/hmar")]
@@ -53,30 +46,25 @@ pub struct TrainHmarArgs {
     /// Optimizer steps of the masked fine-tune.
     #[arg(long, value_parser = super::positive, default_value_t = 500)]
     mask_steps: usize,
-    /// Sequences per step (class-balanced).
-    #[arg(long, value_parser = super::positive, default_value_t = 32)]
-    batch: usize,
     /// Peak learning rate of the next-scale stage.
     #[arg(long, default_value_t = 6e-4)]
     lr: f64,
     /// Peak learning rate of the masked fine-tune.
     #[arg(long, default_value_t = 3e-4)]
     mask_lr: f64,
-    /// Share of labels replaced by the null class (for classifier-free guidance).
-    #[arg(long, default_value_t = 0.1)]
-    label_drop: f64,
     #[command(flatten)]
     run: RunArgs,
 }
 
 /// Runs `nextscale train-hmar`.
 pub fn run(args: TrainHmarArgs) -> Result<ExitCode> {
-    let data = Dataset::from_bytes(&load::read(&args.data)?)
-        .with_context(|| format!("loading {}", args.data.display()))?;
-    let tokenizer = Tokenizer::load(&args.vqvae)?;
+    let TeacherData {
+        data,
+        tokenizer,
+        tokens,
+        sampler,
+    } = TeacherData::load(&args.teacher)?;
     let config = hmar_config(&tokenizer.config, args.n_layers_train)?;
-    let tokens = tokenizer.tokenize(&data)?;
-    let sampler = BalancedSampler::new(&data, &data.indices(Split::Train))?;
     let device = Device::flex().autodiff();
     let first = config.patch_nums[0] * config.patch_nums[0];
     let stage = |run, names, steps, lr, name| TeacherStage {
@@ -88,9 +76,9 @@ pub fn run(args: TrainHmarArgs) -> Result<ExitCode> {
         config_json: config.to_json(),
         device: &device,
         steps,
-        batch: args.batch,
+        batch: args.teacher.batch,
         lr,
-        label_drop: args.label_drop,
+        label_drop: args.teacher.label_drop,
         null: config.num_classes as i64,
         name,
     };

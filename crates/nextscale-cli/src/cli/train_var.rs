@@ -26,42 +26,81 @@ use super::grid::sample_grid;
 use super::train::{Init, RunArgs, RunDir, TeacherStage, read_state, transformer_optimizer};
 use super::{load, progress};
 
-/// Options of `nextscale train-var`.
+/// What the transformer trainers share: the data, the tokenizer and the batches.
 #[derive(Args, Debug)]
-pub struct TrainVarArgs {
+pub struct TeacherArgs {
     /// Data set file (from `nextscale data`).
     #[arg(long, default_value = "data/emoji32.safetensors")]
     data: PathBuf,
-    /// The tokenizer: a `train-vqvae` checkpoint.
+    /// The tokenizer: a `train-vqvae` checkpoint, or a model file whose VQ-VAE to reuse.
+    /// Its config gives the transformer's depth, width and heads.
     #[arg(long, default_value = "runs/vqvae/checkpoint.safetensors")]
     vqvae: PathBuf,
+    /// Sequences per step (class-balanced).
+    #[arg(long, value_parser = super::positive, default_value_t = 32)]
+    pub batch: usize,
+    /// Share of labels replaced by the null class (for classifier-free guidance).
+    #[arg(long, default_value_t = 0.1)]
+    pub label_drop: f64,
+}
+
+/// The data a transformer trains on: the data set, the tokenizer, every image's tokens and
+/// the class-balanced sampler of the training split.
+pub struct TeacherData {
+    /// The data set.
+    pub data: Dataset,
+    /// The trained VQ-VAE.
+    pub tokenizer: Tokenizer,
+    /// Every image's tokens and teacher-forcing inputs, by data-set index.
+    pub tokens: TokenCache,
+    /// Draws training images, every class equally often.
+    pub sampler: BalancedSampler,
+}
+
+impl TeacherData {
+    /// Loads the data set and the tokenizer, and tokenizes every image.
+    pub fn load(args: &TeacherArgs) -> Result<Self> {
+        let data = Dataset::from_bytes(&load::read(&args.data)?)
+            .with_context(|| format!("loading {}", args.data.display()))?;
+        let tokenizer = Tokenizer::load(&args.vqvae)?;
+        let tokens = tokenizer.tokenize(&data)?;
+        let sampler = BalancedSampler::new(&data, &data.indices(Split::Train))?;
+        Ok(Self {
+            data,
+            tokenizer,
+            tokens,
+            sampler,
+        })
+    }
+}
+
+/// Options of `nextscale train-var`.
+#[derive(Args, Debug)]
+pub struct TrainVarArgs {
+    #[command(flatten)]
+    teacher: TeacherArgs,
     /// Run directory: checkpoint, loss log, sample grids (resumes from its checkpoint).
     #[arg(long, default_value = "runs/var")]
     out: PathBuf,
     /// Optimizer steps.
     #[arg(long, value_parser = super::positive, default_value_t = 1500)]
     steps: usize,
-    /// Sequences per step (class-balanced).
-    #[arg(long, value_parser = super::positive, default_value_t = 32)]
-    batch: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 6e-4)]
     lr: f64,
-    /// Share of labels replaced by the null class (for classifier-free guidance).
-    #[arg(long, default_value_t = 0.1)]
-    label_drop: f64,
     #[command(flatten)]
     run: RunArgs,
 }
 
 /// Runs `nextscale train-var`.
 pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
-    let data = Dataset::from_bytes(&load::read(&args.data)?)
-        .with_context(|| format!("loading {}", args.data.display()))?;
-    let tokenizer = Tokenizer::load(&args.vqvae)?;
+    let TeacherData {
+        data,
+        tokenizer,
+        tokens,
+        sampler,
+    } = TeacherData::load(&args.teacher)?;
     let config = tokenizer.config.clone();
-    let tokens = tokenizer.tokenize(&data)?;
-    let sampler = BalancedSampler::new(&data, &data.indices(Split::Train))?;
 
     let device = Device::flex().autodiff();
     let run = RunDir::create(&args.out)?;
@@ -83,9 +122,9 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
         config_json: config.to_json(),
         device: &device,
         steps: args.steps,
-        batch: args.batch,
+        batch: args.teacher.batch,
         lr: args.lr,
-        label_drop: args.label_drop,
+        label_drop: args.teacher.label_drop,
         null: config.num_classes as i64,
         name: "var",
     };
