@@ -5,9 +5,11 @@
 // changes the tokens; with passEvents a frame comes after every pass that leaves tokens
 // masked, and the scales' tokens stay the same; what only VAR does, and a schedule that does
 // not fit, are E_BAD_REQUEST with the reason; the demo page labels the model HMAR, generates
-// with it and shows the refinement passes in its timeline.
+// with it and shows the refinement passes in its timeline; the bundled HMAR emoji model
+// (hmar-emoji32) generates in the page at its recommended sampling.
 //   node --test tests/browser/hmar.test.mjs   (after pkg/ and web/ are built and scripts/models.sh)
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { MODELS, TINY, sharedPage } from './harness.mjs';
 
@@ -143,6 +145,35 @@ test('the demo page labels the model HMAR, generates with it and times its passe
     items.map((li) => [li.dataset.pass, li.dataset.masked.split(',').length]),
   );
   assert.deepEqual(passes, [['0/2', 3], ['0/4', 8], ['1/4', 7], ['2/4', 5]]);
+  assert.deepEqual(problems, []);
+  await demo.close();
+});
+
+test('the bundled HMAR emoji model generates in the page with its own sampling', { timeout: TIMEOUT }, async () => {
+  const demo = await shared.harness.browser.newPage();
+  const problems = [];
+  demo.on('console', (msg) => {
+    if (msg.type() === 'error' || msg.type() === 'warning') problems.push(`${msg.type()}: ${msg.text()}`);
+  });
+  await demo.goto(`${shared.harness.base}/web/dist/?backend=cpu&model=hmar-emoji32`);
+  const status = () => demo.getByTestId('status').textContent();
+  await demo.waitForFunction(() => ['ready', 'error'].includes(document.querySelector('[data-testid=status]')?.textContent ?? ''), undefined, { timeout: TIMEOUT });
+  assert.equal(await status(), 'ready', await demo.getByTestId('error').textContent());
+  const picked = await demo.getByTestId('model-select').evaluate((s) => s.selectedOptions[0].text);
+  assert.match(picked, /^hmar-emoji32 · HMAR \(/);
+  // The page starts from the file's recommended sampling (tune-sampling's choice).
+  const bytes = readFileSync(new URL('../../web/dist/models/hmar-emoji32.safetensors', import.meta.url));
+  const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
+  const recommended = JSON.parse(header.__metadata__['nextscale.config']).sampling;
+  const control = async (id) => Number(await demo.locator(`#${id}`).inputValue());
+  assert.deepEqual({ cfg: await control('cfg'), top_k: await control('top-k'), top_p: await control('top-p') }, recommended);
+  await demo.getByTestId('class-select').selectOption('8');
+  await demo.getByTestId('generate').click();
+  await demo.waitForFunction(() => ['done', 'error'].includes(document.querySelector('[data-testid=status]')?.textContent ?? ''), undefined, { timeout: TIMEOUT });
+  assert.equal(await status(), 'done', await demo.getByTestId('error').textContent());
+  // Six scales, and the four passes that leave tokens masked at the 2×2 and 3×3 scales.
+  assert.equal(await demo.locator('[data-testid=timeline] li').count(), 10);
+  assert.equal(await demo.locator('[data-testid=timeline] li.pass').count(), 4);
   assert.deepEqual(problems, []);
   await demo.close();
 });

@@ -525,3 +525,59 @@ fn hmar_converts_inspects_samples_and_benches() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("needs a VAR model"), "{stderr}");
 }
+
+/// The bundled HMAR emoji model (trained with `train-hmar`, scripts/train.sh).
+fn bundled_hmar() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/public/models/hmar-emoji32.safetensors")
+}
+
+#[test]
+fn bundled_hmar_model_samples_and_writes_each_pass() {
+    let model = bundled_hmar();
+    let bytes = std::fs::metadata(&model).unwrap().len();
+    assert!(
+        bytes <= 20_000_000,
+        "{bytes} bytes: over the 20 MB bundle budget"
+    );
+    let out = nextscale(&["inspect", path(&model)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("3 base + 3 next-scale + 3 mask blocks"),
+        "{text}"
+    );
+    assert!(text.contains("(the file's recommendation)"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let sample = |out: &Path, previews: bool| {
+        let mut args = vec![
+            "sample",
+            "--model",
+            path(&model),
+            "--class",
+            "Flags",
+            "--seed",
+            "7",
+            "--out",
+            path(out),
+        ];
+        if previews {
+            args.push("--previews");
+        }
+        let o = nextscale(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    sample(&a, true);
+    sample(&b, false);
+    // A preview per scale and per pass that leaves tokens masked: the official schedule
+    // refines the 2×2 scale in 2 passes and the 3×3 scale in 4.
+    for name in [
+        "Flags_7.scale06.png",
+        "Flags_7.scale02.pass0.png",
+        "Flags_7.scale03.pass2.png",
+    ] {
+        assert!(a.join(name).exists(), "{name}");
+    }
+    assert!(!a.join("Flags_7.scale03.pass3.png").exists());
+    assert_eq!(png(&a.join("Flags_7.png")), png(&b.join("Flags_7.png")));
+}
