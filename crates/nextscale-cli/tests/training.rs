@@ -25,6 +25,15 @@ fn ok(args: &[&str]) -> String {
     text
 }
 
+/// A run of 3 steps resumed at step 2: the command said so (`needle` names the stage) and
+/// the loss log at `csv` has the header and every step once.
+#[track_caller]
+fn assert_resumed_at_step_2(text: &str, needle: &str, csv: &Path) {
+    assert!(text.contains("resuming") && text.contains(needle), "{text}");
+    let csv = std::fs::read_to_string(csv).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header + 3 steps:\n{csv}");
+}
+
 /// Two 32 px images per class: a flat colour per class, one of them held out.
 fn write_dataset(path: &Path) {
     let classes = 9;
@@ -104,12 +113,7 @@ fn train_resume_export_sample_and_eval() {
         &common,
     ]
     .concat());
-    assert!(
-        text.contains("resuming") && text.contains("at step 2"),
-        "{text}"
-    );
-    let csv = std::fs::read_to_string(vq.join("loss.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 4, "header + 3 steps:\n{csv}");
+    assert_resumed_at_step_2(&text, "at step 2", &vq.join("loss.csv"));
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(vq.join("report.json")).unwrap()).unwrap();
     assert!(report["held_out"]["psnr_db"].as_f64().unwrap().is_finite());
@@ -234,12 +238,7 @@ fn train_resume_export_sample_and_eval() {
         &common,
     ]
     .concat());
-    assert!(
-        text.contains("resuming") && text.contains("mask at step 2"),
-        "{text}"
-    );
-    let csv = std::fs::read_to_string(hmar.join("mask/loss.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 4, "header + 3 steps:\n{csv}");
+    assert_resumed_at_step_2(&text, "mask at step 2", &hmar.join("mask/loss.csv"));
     let text = ok(&["inspect", p(&hmar_model)]);
     assert!(
         text.contains("3 base + 3 next-scale + 3 mask blocks"),
@@ -368,12 +367,7 @@ fn train_resume_export_sample_and_eval() {
         dd.join("samples_dd1_000002.png").exists() && dd.join("samples_dd2_000002.png").exists()
     );
     let text = ok(&[&dd_args[..], &["--steps", "3", "--export", p(&student)]].concat());
-    assert!(
-        text.contains("resuming") && text.contains("at step 2"),
-        "{text}"
-    );
-    let csv = std::fs::read_to_string(dd.join("loss.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 4, "header + 3 steps:\n{csv}");
+    assert_resumed_at_step_2(&text, "at step 2", &dd.join("loss.csv"));
     let text = ok(&["inspect", p(&student)]);
     assert!(text.contains("loss_split_t 3, t_list [0, 3]"), "{text}");
     for mode in ["dd1", "dd2", "parallel"] {

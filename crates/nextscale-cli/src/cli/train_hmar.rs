@@ -66,7 +66,6 @@ pub fn run(args: TrainHmarArgs) -> Result<ExitCode> {
     } = TeacherData::load(&args.teacher)?;
     let config = hmar_config(&tokenizer.config, args.n_layers_train)?;
     let device = Device::flex().autodiff();
-    let first = config.patch_nums[0] * config.patch_nums[0];
     let stage = |run, names, steps, lr, name| TeacherStage {
         run,
         args: &args.run,
@@ -155,15 +154,13 @@ pub fn run(args: TrainHmarArgs) -> Result<ExitCode> {
             let (x_blcv, target_bl) = tokens.batch(idx, &device);
             let h_blcv = tokens.mask_batch(idx, &device);
             let mask_idx = draw_mask_idx(&patch_nums, rng.random::<f64>(), rng);
-            refine_loss(hmar, labels_b, x_blcv, h_blcv, &mask_idx, first, target_bl)
+            refine_loss(hmar, labels_b, x_blcv, h_blcv, &mask_idx, target_bl)
         },
         |hmar, path| grid(&config, state_dict(hmar, &mask.names)?, path),
     )?;
 
     if let Some(path) = &args.run.export {
-        let ck = mask_run.load()?.context("no checkpoint to export")?;
-        let hmar_state = read_state(&ck.bytes, HMAR_PREFIX)?;
-        tokenizer.export(&config, &data, &hmar_state, path, args.run.dtype)?;
+        tokenizer.export(&config, &data, &mask_run, HMAR_PREFIX, path, args.run.dtype)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -143,9 +143,7 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
         },
     )?;
     if let Some(path) = &args.run.export {
-        let ck = run.load()?.context("no checkpoint to export")?;
-        let var_state = read_state(&ck.bytes, VAR_PREFIX)?;
-        tokenizer.export(&config, &data, &var_state, path, args.run.dtype)?;
+        tokenizer.export(&config, &data, &run, VAR_PREFIX, path, args.run.dtype)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -194,17 +192,20 @@ impl Tokenizer {
         tokens.context("no images")
     }
 
-    /// Writes the model file: the tokenizer's and the transformer's tensors, `config`
-    /// (with class names and attribution), and a fast-preview matrix fitted on f_hat of
-    /// training images.
+    /// Writes the model file: the tokenizer's tensors and the transformer's (under
+    /// `prefix`) from `run`'s last checkpoint, `config` (with class names and attribution),
+    /// and a fast-preview matrix fitted on f_hat of training images.
     pub fn export(
         &self,
         config: &ModelConfig,
         data: &Dataset,
-        transformer_state: &StateDict,
+        run: &RunDir,
+        prefix: &str,
         path: &Path,
         dtype: StoreDtype,
     ) -> Result<()> {
+        let ck = run.load()?.context("no checkpoint to export")?;
+        let transformer_state = read_state(&ck.bytes, prefix)?;
         let (vae, vae_state) = (&self.vae, &self.state);
         let host = Device::flex();
         let mut config = config.clone();
@@ -216,7 +217,7 @@ impl Tokenizer {
             pairs.push((f_hat, img_b3hw));
         }
         config.preview = pollster::block_on(fit_preview_from(&pairs, config.derived_downsample()))?;
-        let bytes = merged_model_bytes(&config, &[vae_state, transformer_state], dtype)?;
+        let bytes = merged_model_bytes(&config, &[vae_state, &transformer_state], dtype)?;
         // Round trip: the written file must load.
         Model::from_safetensors(&bytes, &host)?;
         if let Some(dir) = path.parent() {

@@ -236,28 +236,27 @@ fn confidences(
             })
             .collect();
         got.extend(conf.iter().map(|&x| x as f32));
-        let mut chosen: Vec<i64> = least_confident(&conf, still_masked(schedule, step))
-            .into_iter()
-            .map(|i| pos[i] as i64)
-            .collect();
-        chosen.sort_unstable();
-        next.push(chosen);
+        let chosen = least_confident(&conf, still_masked(schedule, step));
+        next.push(chosen.into_iter().map(|i| pos[i]).collect());
     }
     c.compare_values(&name, &got)?;
-    // The official order within a set is argsort's; outputs depend only on the set.
     let next_name = format!("{p}.masked.{si}.step{}", step + 1);
     if c.file.contains(&next_name) {
-        let want: Vec<i64> = read_positions(c, &next_name)?
-            .into_iter()
-            .flat_map(|mut m| {
-                m.sort_unstable();
-                m.into_iter().map(|i| i as i64)
-            })
-            .collect();
-        let got: Vec<i64> = next.into_iter().flatten().collect();
-        c.push_differences(&format!("{next_name} (as sets)"), &got, &want);
+        let want = as_sets(read_positions(c, &next_name)?);
+        c.push_differences(&format!("{next_name} (as sets)"), &as_sets(next), &want);
     }
     Ok(())
+}
+
+/// Positions per image, each image's sorted, concatenated: masked sets compared as sets (the
+/// official order within a set is argsort's; outputs depend only on the set).
+pub(super) fn as_sets(sets: Vec<Vec<usize>>) -> Vec<i64> {
+    sets.into_iter()
+        .flat_map(|mut m| {
+            m.sort_unstable();
+            m.into_iter().map(|i| i as i64)
+        })
+        .collect()
 }
 
 /// A `[B, n]` int64 case as positions per image.

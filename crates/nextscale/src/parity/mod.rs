@@ -342,18 +342,10 @@ async fn run_generation(
                 let flat: Vec<i64> = tokens.iter().flatten().map(|&t| t as i64).collect();
                 c.compare_tokens(&format!("{prefix}.idx.{scale}.step{pass}"), &flat)?;
                 let name = format!("{prefix}.masked.{scale}.step{}", pass + 1);
-                let sorted = |sets: Vec<Vec<usize>>| -> Vec<i64> {
-                    sets.into_iter()
-                        .flat_map(|mut m| {
-                            m.sort_unstable();
-                            m.into_iter().map(|i| i as i64)
-                        })
-                        .collect()
-                };
-                let want = sorted(hmar::read_positions(c, &name)?);
+                let want = hmar::as_sets(hmar::read_positions(c, &name)?);
                 c.push_differences(
                     &format!("{name} (pass event, as sets)"),
-                    &sorted(masked),
+                    &hmar::as_sets(masked),
                     &want,
                 );
             }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::{GenerateRequest, Generation, PassLogits, Passes};
+use super::{GenerateRequest, Generation, PassLogits, Passes, PreviewMode};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::hmar::refine::{REFINE_CFG_RATIO, confidence, least_confident, still_masked};
@@ -55,8 +55,9 @@ pub(super) struct PassDone {
     pub tokens: Vec<Vec<u32>>,
     /// Per image, the positions the next pass re-predicts.
     pub masked: Vec<Vec<usize>>,
-    /// f_hat with these tokens in place: `[B, Cvae, HW, HW]`.
-    pub f_hat: Tensor<4>,
+    /// f_hat with these tokens in place, `[B, Cvae, HW, HW]`, when the request asks for
+    /// previews.
+    pub f_hat: Option<Tensor<4>>,
 }
 
 impl HmarState {
@@ -259,8 +260,10 @@ impl Generation<'_> {
                 }
             };
             if self.request.pass_events {
-                let h_bchw = quant.lookup(idx_bl(&progress.tokens));
-                let (f_hat, _) = quant.next_input(si, self.f_hat.clone(), h_bchw);
+                let f_hat = (self.request.preview != PreviewMode::None).then(|| {
+                    let h_bchw = quant.lookup(idx_bl(&progress.tokens));
+                    self.f_hat.clone() + quant.scale_residual(si, h_bchw)
+                });
                 let done = PassDone {
                     pass: progress.step - 1,
                     passes,

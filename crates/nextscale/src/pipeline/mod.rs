@@ -469,7 +469,10 @@ impl<'m> Generation<'m> {
                 HmarStep::Pass(pass) => {
                     self.carried_ms.0 += ms_since(t0);
                     let t1 = Instant::now();
-                    let preview = self.preview(pass.f_hat).await?;
+                    let preview = match pass.f_hat {
+                        Some(f_hat) => self.preview(f_hat).await?,
+                        None => None,
+                    };
                     self.carried_ms.1 += ms_since(t1);
                     return Ok(Some(Event::Pass {
                         scale: self.si,

@@ -28,8 +28,7 @@ pub fn next_scale_loss(
 
 /// Mean cross-entropy of the teacher-forced refinement logits at the masked rows only
 /// (the official `mask_unweighted` loss), and their accuracy (detached). `mask_idx` indexes
-/// the rows after the first scale, as [`draw_mask_idx`] returns them; `first` is the
-/// first scale's token count (pn₀²).
+/// the rows after the first scale, as [`draw_mask_idx`] returns them.
 ///
 /// # Shapes
 /// - labels: `[B]`, ns_input, mask_input: `[B, L − pn₀², Cvae]`, target: `[B, L]`
@@ -40,9 +39,9 @@ pub fn refine_loss(
     ns_input_blcv: Tensor<3>,
     mask_input_blcv: Tensor<3>,
     mask_idx: &[usize],
-    first: usize,
     target_bl: Tensor<2, Int>,
 ) -> (Tensor<1>, Tensor<1>) {
+    let first = hmar.embed().begin_ends()[0].1;
     let logits_blv = hmar.forward_refine(labels_b, ns_input_blcv, mask_input_blcv, mask_idx);
     let rows: Vec<i64> = mask_idx.iter().map(|&i| (i + first) as i64).collect();
     let rows_m = Tensor::<1, Int>::from_data(
@@ -155,7 +154,7 @@ mod tests {
         let loss: f32 = loss.into_scalar();
         assert!((loss - log_v).abs() < 0.1, "{loss} vs {log_v}");
         let mask_idx = draw_mask_idx(&config.patch_nums, 0.5, &mut ChaCha8Rng::seed_from_u64(2));
-        let (loss, acc) = refine_loss(&hmar, labels(), x(), x(), &mask_idx, first, target());
+        let (loss, acc) = refine_loss(&hmar, labels(), x(), x(), &mask_idx, target());
         let loss: f32 = loss.into_scalar();
         assert!((loss - log_v).abs() < 0.1, "{loss} vs {log_v}");
         let acc: f32 = acc.into_scalar();
@@ -176,7 +175,7 @@ mod tests {
         let mask_idx = draw_mask_idx(&config.patch_nums, 0.5, &mut ChaCha8Rng::seed_from_u64(3));
         let trained = |hmar: &Hmar, refine: bool| {
             let (loss, _) = if refine {
-                refine_loss(hmar, labels(), x(), x(), &mask_idx, first, target())
+                refine_loss(hmar, labels(), x(), x(), &mask_idx, target())
             } else {
                 next_scale_loss(hmar, labels(), x(), target())
             };
