@@ -2,7 +2,8 @@
 //! VQ-VAE training with a resume, VAR training with export, sampling from the exported
 //! model, the evaluator's classifier and `eval`; HMAR's two stages (resumed, exported,
 //! sampled, scored); then Distilled Decoding: pairs from the teacher with Ψ (resumed), the
-//! student (resumed, exported) and sampling in its modes. Few steps: this checks the
+//! student (resumed, exported) and sampling in its modes; a new teacher on the student
+//! file's tokenizer. Few steps: this checks the
 //! plumbing and the file formats, not sample quality (the README reports that, with its
 //! commands).
 
@@ -390,4 +391,27 @@ fn train_resume_export_sample_and_eval() {
             "{mode}"
         );
     }
+
+    // A new teacher on the tokenizer of a file that carries a student: it takes the VQ-VAE
+    // and the architecture, not the student (whose tensors the new file would lack).
+    let retrained = dir.path().join("retrained.safetensors");
+    ok(&[
+        &[
+            "train-var",
+            "--out",
+            p(&dir.path().join("var-again")),
+            "--vqvae",
+            p(&student),
+            "--steps",
+            "1",
+            "--sample-every",
+            "1",
+            "--export",
+            p(&retrained),
+        ][..],
+        &common,
+    ]
+    .concat());
+    let text = ok(&["inspect", p(&retrained)]);
+    assert!(text.contains("no student (mode var only)"), "{text}");
 }

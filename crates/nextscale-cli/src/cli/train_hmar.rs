@@ -181,8 +181,6 @@ fn hmar_config(tokenizer: &ModelConfig, n_layers_train: Option<usize>) -> Result
         n_layers_train,
         mask_schedule: HmarConfig::official_mask_schedule(&config.patch_nums),
     });
-    config.dd = None;
-    config.sampling = None;
     config.validate()?;
     Ok(config)
 }

@@ -159,14 +159,20 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    /// Reads a `train-vqvae` checkpoint, or any model file with a VQ-VAE and its config.
+    /// Reads a `train-vqvae` checkpoint, or any model file with a VQ-VAE and its config; of a
+    /// model file's config it keeps the architecture, not what belongs to that file's own
+    /// transformer (a student, an HMAR split, tuned sampling, a preview matrix).
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = load::read(path)?;
         let file = WeightFile::parse(&bytes)?;
-        let config = ModelConfig::from_json(
+        let mut config = ModelConfig::from_json(
             file.metadata(CONFIG_METADATA_KEY)
                 .with_context(|| format!("{} has no config", path.display()))?,
         )?;
+        config.dd = None;
+        config.hmar = None;
+        config.sampling = None;
+        config.preview = None;
         let state = read_state(&bytes, VAE_PREFIX)?;
         let mut src = ParamSource::load(&file, VAE_PREFIX, &Device::flex());
         let vae = Vqvae::new(&mut src, &config)?;
