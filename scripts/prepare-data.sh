@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the emoji training set (DESIGN §6): fetches emoji-datasource-google@16.0.0 from npm
 # with `npm pack`, unpacks it under data/cache and runs `nextscale data`. Idempotent: an
-# unpacked package is reused. Pass --twitter to add emoji-datasource-twitter@16.0.0 too.
+# unpacked package is reused. Pass --twitter to write data/emoji32-twitter.safetensors
+# instead: the same emoji in Google's and Twemoji's styles (emoji-datasource-twitter@16.0.0),
+# held out in both (the evaluator's classifier trains on it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,9 +25,11 @@ fetch() { # name → unpacked package dir on stdout
   echo "$dir"
 }
 
-args=(--google "$(fetch emoji-datasource-google)" --out data/emoji32.safetensors)
+args=(--google "$(fetch emoji-datasource-google)")
 if [ "${1:-}" = "--twitter" ]; then
-  args+=(--twitter "$(fetch emoji-datasource-twitter)")
+  args+=(--twitter "$(fetch emoji-datasource-twitter)" --out data/emoji32-twitter.safetensors)
+else
+  args+=(--out data/emoji32.safetensors)
 fi
 cargo build --release --locked -p nextscale-cli
 target/release/nextscale data "${args[@]}"

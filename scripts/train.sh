@@ -23,7 +23,9 @@ time "$bin" distill-data --model runs/var/teacher.safetensors --count "${DD_PAIR
 time "$bin" distill --teacher runs/var/teacher.safetensors --data data/distill.safetensors \
   --steps "${DD_STEPS:-1200}" --out runs/dd --export web/public/models/emoji32.safetensors
 if [ ! -f models/emoji32-classifier.safetensors ]; then
-  time "$bin" train-classifier --steps "${CLASSIFIER_STEPS:-500}" --batch 32
+  scripts/prepare-data.sh --twitter
+  time "$bin" train-classifier --data data/emoji32-twitter.safetensors \
+    --steps "${CLASSIFIER_STEPS:-2000}" --batch 64
 fi
 time "$bin" tune-sampling --cfg 2,3,4 --top-k 20,50 --top-p 0.6,0.8 --write \
   --json runs/tune-sampling.json

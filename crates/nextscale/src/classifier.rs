@@ -9,44 +9,77 @@ use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Int, Tensor};
 
 use crate::error::Result;
-use crate::nn::{Conv2d, Linear};
+use crate::nn::{Conv2d, GroupNorm, Linear};
 use crate::weights::ParamSource;
 
-/// Channel widths of the three stages.
-const WIDTHS: [usize; 3] = [32, 64, 128];
+/// Channel widths of the four stages (32², 16², 8², 4²).
+const WIDTHS: [usize; 4] = [32, 64, 128, 256];
 
-/// Conv stages (two 3×3 convs each, average-pooled between stages), global average
-/// pooling to a `WIDTHS[2]`-dimensional feature, and a linear head.
+/// GroupNorm groups in every block.
+const GROUPS: usize = 8;
+
+/// GroupNorm epsilon.
+const NORM_EPS: f64 = 1e-5;
+
+/// A residual block: `relu(norm2(conv2(relu(norm1(conv1(x))))) + skip(x))`, `skip` a 1×1
+/// conv where the width changes.
+#[derive(Module, Debug)]
+struct ResBlock {
+    conv1: Conv2d,
+    norm1: GroupNorm,
+    conv2: Conv2d,
+    norm2: GroupNorm,
+    skip: Option<Conv2d>,
+}
+
+impl ResBlock {
+    /// Builds `{name}.conv1/norm1/conv2/norm2/skip.*`.
+    fn new(src: &mut ParamSource, name: &str, c_in: usize, c: usize) -> Result<Self> {
+        Ok(Self {
+            conv1: Conv2d::new(src, &format!("{name}.conv1"), c_in, c, 3)?,
+            norm1: GroupNorm::new(src, &format!("{name}.norm1"), c, GROUPS, NORM_EPS)?,
+            conv2: Conv2d::new(src, &format!("{name}.conv2"), c, c, 3)?,
+            norm2: GroupNorm::new(src, &format!("{name}.norm2"), c, GROUPS, NORM_EPS)?,
+            skip: if c_in == c {
+                None
+            } else {
+                Some(Conv2d::new(src, &format!("{name}.skip"), c_in, c, 1)?)
+            },
+        })
+    }
+
+    /// # Shapes
+    /// - x: `[B, in, H, W]` → `[B, out, H, W]`
+    fn forward(&self, x_bchw: Tensor<4>) -> Tensor<4> {
+        let h_bchw = relu(self.norm1.forward(self.conv1.forward(x_bchw.clone())));
+        let h_bchw = self.norm2.forward(self.conv2.forward(h_bchw));
+        let skip_bchw = match &self.skip {
+            Some(skip) => skip.forward(x_bchw),
+            None => x_bchw,
+        };
+        relu(h_bchw + skip_bchw)
+    }
+}
+
+/// A small ResNet: one residual block per stage of [`WIDTHS`], average-pooled 2× between
+/// stages, global average pooling to a `WIDTHS[3]`-dimensional feature, and a linear head.
 #[derive(Module, Debug)]
 pub struct Classifier {
-    convs: Vec<Conv2d>,
+    blocks: Vec<ResBlock>,
     head: Linear,
 }
 
 impl Classifier {
-    /// Builds `conv.{i}.*` and `head.*` for `num_classes` classes.
+    /// Builds `block.{i}.*` and `head.*` for `num_classes` classes.
     pub fn new(src: &mut ParamSource, num_classes: usize) -> Result<Self> {
-        let mut convs = Vec::new();
+        let mut blocks = Vec::new();
         let mut c_in = 3;
         for (stage, &c) in WIDTHS.iter().enumerate() {
-            convs.push(Conv2d::new(
-                src,
-                &format!("conv.{}", 2 * stage),
-                c_in,
-                c,
-                3,
-            )?);
-            convs.push(Conv2d::new(
-                src,
-                &format!("conv.{}", 2 * stage + 1),
-                c,
-                c,
-                3,
-            )?);
+            blocks.push(ResBlock::new(src, &format!("block.{stage}"), c_in, c)?);
             c_in = c;
         }
         let head = Linear::with_std(src, "head", c_in, num_classes, true, 0.01)?;
-        Ok(Self { convs, head })
+        Ok(Self { blocks, head })
     }
 
     /// Dimension of the penultimate features.
@@ -60,11 +93,11 @@ impl Classifier {
     /// - img: `[B, 3, H, W]` in [-1, 1] → `[B, F]`
     pub fn features(&self, img_b3hw: Tensor<4>) -> Tensor<2> {
         let mut h_bchw = img_b3hw;
-        for (i, conv) in self.convs.iter().enumerate() {
-            h_bchw = relu(conv.forward(h_bchw));
-            if i % 2 == 1 && i + 1 < self.convs.len() {
+        for (i, block) in self.blocks.iter().enumerate() {
+            if i > 0 {
                 h_bchw = avg_pool2d(h_bchw, AvgPoolOptions::new([2, 2]));
             }
+            h_bchw = block.forward(h_bchw);
         }
         let [b, c, h, w] = h_bchw.dims();
         h_bchw.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
@@ -107,7 +140,7 @@ mod tests {
         let mut src = ParamSource::random(0, &device).with_prefix(CLASSIFIER_PREFIX);
         let net = Classifier::new(&mut src, 9).unwrap();
         let img = Tensor::<4>::zeros([2, 3, 32, 32], &device);
-        assert_eq!(net.features(img.clone()).dims(), [2, 128]);
+        assert_eq!(net.features(img.clone()).dims(), [2, 256]);
         let labels = Tensor::<1, Int>::zeros([2], &device);
         let (loss, _) = net.loss(img, labels);
         let loss: f32 = loss.into_scalar();

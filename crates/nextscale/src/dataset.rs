@@ -173,25 +173,28 @@ impl Dataset {
 
     /// Images as a `[B, 3, H, W]` tensor in [-1, 1].
     pub fn images(&self, idx: &[usize], device: &Device) -> Tensor<4> {
-        self.images_shifted(idx, &vec![(0, 0); idx.len()], device)
+        self.images_augmented(idx, &vec![Augment::default(); idx.len()], device)
     }
 
-    /// Images translated by `(dx, dy)` pixels each, the uncovered border white, as a
-    /// `[B, 3, H, W]` tensor in [-1, 1] (the evaluator's shift augmentation).
-    pub fn images_shifted(
+    /// Images each mirrored and translated as its [`Augment`] says, the uncovered border
+    /// white, as a `[B, 3, H, W]` tensor in [-1, 1] (the evaluator's augmentation).
+    pub fn images_augmented(
         &self,
         idx: &[usize],
-        shifts: &[(i32, i32)],
+        augments: &[Augment],
         device: &Device,
     ) -> Tensor<4> {
         let s = self.size as i32;
         let per = (s * s * 3) as usize;
         let mut values = Vec::with_capacity(idx.len() * per);
-        for (&i, &(dx, dy)) in idx.iter().zip(shifts) {
+        for (&i, augment) in idx.iter().zip(augments) {
             let img = &self.pixels[i * per..(i + 1) * per];
+            let (dx, dy) = augment.shift;
             for y in 0..s {
                 for x in 0..s {
-                    let (sx, sy) = (x - dx, y - dy);
+                    let sx = x - dx;
+                    let sx = if augment.flip { s - 1 - sx } else { sx };
+                    let sy = y - dy;
                     for c in 0..3 {
                         let p = if (0..s).contains(&sx) && (0..s).contains(&sy) {
                             img[((sy * s + sx) * 3 + c) as usize]
@@ -213,6 +216,15 @@ impl Dataset {
         let labels: Vec<i64> = idx.iter().map(|&i| self.labels[i] as i64).collect();
         Tensor::from_data(TensorData::new(labels, [idx.len()]), device)
     }
+}
+
+/// How one training image is altered: mirrored left to right (first), then translated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Augment {
+    /// Translation `(dx, dy)` in pixels.
+    pub shift: (i32, i32),
+    /// Mirror left to right.
+    pub flip: bool,
 }
 
 /// Draws batches with every class equally likely, then an image of that class uniformly.
@@ -298,20 +310,48 @@ mod tests {
     }
 
     #[test]
-    fn shifts_move_pixels_and_fill_white() {
+    fn augments_shift_and_mirror_pixels_and_fill_white() {
         let data = tiny();
         let dev = Device::flex();
-        let same = data.images_shifted(&[1], &[(0, 0)], &dev);
-        let plain = data.images(&[1], &dev);
-        assert_eq!(same.into_data(), plain.into_data());
+        let values = |augment: Augment| -> Vec<f32> {
+            data.images_augmented(&[1], &[augment], &dev)
+                .into_data()
+                .try_to_vec()
+                .unwrap()
+        };
+        let byte = |x: usize, y: usize, c: usize| data.pixels[12 + (y * 2 + x) * 3 + c];
+        let at = |v: &[f32], x: usize, y: usize, c: usize| v[c * 4 + y * 2 + x];
+        let near = |a: f32, b: u8| (a - (b as f32 / 127.5 - 1.0)).abs() < 1e-6;
+        assert_eq!(
+            values(Augment::default()),
+            data.images(&[1], &dev)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        );
         // Shift right by one: column 0 is white, column 1 holds the old column 0.
-        let v: Vec<f32> = data
-            .images_shifted(&[1], &[(1, 0)], &dev)
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        assert_eq!(v[0], 1.0);
-        assert!((v[1] - (data.pixels[12] as f32 / 127.5 - 1.0)).abs() < 1e-6);
+        let shifted = values(Augment {
+            shift: (1, 0),
+            flip: false,
+        });
+        assert_eq!(at(&shifted, 0, 0, 0), 1.0);
+        assert!(near(at(&shifted, 1, 0, 0), byte(0, 0, 0)));
+        // Mirrored: column 0 holds the old column 1 and column 1 the old column 0.
+        let mirrored = values(Augment {
+            shift: (0, 0),
+            flip: true,
+        });
+        for (y, c) in [(0, 0), (1, 2)] {
+            assert!(near(at(&mirrored, 0, y, c), byte(1, y, c)));
+            assert!(near(at(&mirrored, 1, y, c), byte(0, y, c)));
+        }
+        // Mirrored, then shifted down by one: row 0 is white, row 1 the old row 0 mirrored.
+        let both = values(Augment {
+            shift: (0, 1),
+            flip: true,
+        });
+        assert_eq!(at(&both, 1, 0, 1), 1.0);
+        assert!(near(at(&both, 0, 1, 1), byte(1, 0, 1)));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `nextscale train-classifier`: trains the evaluator's CNN on the real training split
-//! (fixed seed, ±2 px shifts, no flips, class-balanced batches) and writes its small
-//! checkpoint. Only `nextscale eval` reads it; no generator trains on it.
+//! (fixed seed, class-balanced batches, mirrored half the time and shifted up to ±3 px) and
+//! writes its small checkpoint. Only `nextscale eval` and `tune-sampling` read it; no
+//! generator trains on it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::Device;
 use clap::Args;
 use nextscale::classifier::Classifier;
-use nextscale::dataset::{BalancedSampler, Dataset, Split};
+use nextscale::dataset::{Augment, BalancedSampler, Dataset, Split};
 use nextscale::train::{LrSchedule, state_dict};
 use nextscale::weights::{CLASSIFIER_PREFIX, ParamSource, WeightFile};
 use rand::Rng;
@@ -43,14 +44,15 @@ pub struct ClassifierInfo {
 /// Options of `nextscale train-classifier`.
 #[derive(Args, Debug)]
 pub struct TrainClassifierArgs {
-    /// Data set file (from `nextscale data`).
-    #[arg(long, default_value = "data/emoji32.safetensors")]
+    /// Data set file (from `nextscale data`; the committed classifier's, both styles, from
+    /// `scripts/prepare-data.sh --twitter`).
+    #[arg(long, default_value = "data/emoji32-twitter.safetensors")]
     data: PathBuf,
     /// Output classifier file.
     #[arg(long, default_value = DEFAULT_CLASSIFIER)]
     out: PathBuf,
     /// Optimizer steps.
-    #[arg(long, value_parser = super::positive, default_value_t = 1000)]
+    #[arg(long, value_parser = super::positive, default_value_t = 2000)]
     steps: usize,
     /// Images per step.
     #[arg(long, value_parser = super::positive, default_value_t = 64)]
@@ -64,7 +66,7 @@ pub struct TrainClassifierArgs {
 }
 
 /// Largest shift of the augmentation, in pixels.
-const MAX_SHIFT: i32 = 2;
+const MAX_SHIFT: i32 = 3;
 
 /// Runs `nextscale train-classifier`.
 pub fn run(args: TrainClassifierArgs) -> Result<ExitCode> {
@@ -81,16 +83,17 @@ pub fn run(args: TrainClassifierArgs) -> Result<ExitCode> {
     for step in 0..args.steps {
         let mut rng = step_rng(args.seed, step);
         let idx = sampler.batch(args.batch, &mut rng);
-        let shifts: Vec<(i32, i32)> = idx
+        let augments: Vec<Augment> = idx
             .iter()
-            .map(|_| {
-                (
+            .map(|_| Augment {
+                shift: (
                     rng.random_range(-MAX_SHIFT..=MAX_SHIFT),
                     rng.random_range(-MAX_SHIFT..=MAX_SHIFT),
-                )
+                ),
+                flip: rng.random_bool(0.5),
             })
             .collect();
-        let img = data.images_shifted(&idx, &shifts, &device);
+        let img = data.images_augmented(&idx, &augments, &device);
         let (loss, accuracy) = net.loss(img, data.label_tensor(&idx, &device));
         bar.set_message(format!(
             "ce {:.3} acc {:.2}",
