@@ -4,14 +4,24 @@
 # smoke run of every fuzz target, the wasm engine's tests in node (flex CPU, the SIMD128
 # kernels) and in headless Chromium (WebGPU), and the end-to-end tests of the built demo
 # page in Chromium (the threaded CPU build among them); then prints one `N passed, N failed`
-# line.
+# line, and how long each stage took.
 # Extra fixture directories: NEXTSCALE_FIXTURES=a:b.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+timings=()
+stage=""
+stage_start=$SECONDS
+# Starts a stage: closes the previous one's timing, then prints the new one's name.
+step() {
+  [ -n "$stage" ] && timings+=("$(printf '%6d s  %s' $((SECONDS - stage_start)) "$stage")")
+  stage=$*
+  stage_start=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
 
-step() { printf '\n==> %s\n' "$*"; }
+step "scripts/setup.sh"
+scripts/setup.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -63,6 +73,10 @@ node --test --test-reporter=tap tests/browser/ 2>&1 | tee target/browser-tests.l
 printf 'browser tests: %s passed; %s failed\n' \
   "$(awk '/^# pass/ {print $3}' target/browser-tests.log)" \
   "$(awk '/^# fail/ {print $3}' target/browser-tests.log)" | tee -a target/test-output.log
+
+step "done"
+printf '\nstage times:\n'
+printf '%s\n' "${timings[@]}"
 
 passed=$(grep -oE '[0-9]+ passed' target/test-output.log | awk '{s += $1} END {print s + 0}')
 failed=$(grep -oE '[0-9]+ failed' target/test-output.log | awk '{s += $1} END {print s + 0}')
