@@ -89,7 +89,7 @@ pub fn run(args: TuneSamplingArgs) -> Result<ExitCode> {
     let reference = Reference::load(&scoring.data, &scoring.classifier, &device)?;
 
     let mut reports: Vec<EvalReport> = Vec::with_capacity(grid.len());
-    println!("| cfg | top-k | top-p | FD | KID | cond. acc | precision | recall |");
+    println!("| cfg | top-k | top-p | FD | KID ×10³ | cond. acc | precision | recall |");
     println!("|---|---|---|---|---|---|---|---|");
     for sampling in grid {
         let r = reference.score(
@@ -107,7 +107,7 @@ pub fn run(args: TuneSamplingArgs) -> Result<ExitCode> {
             sampling.top_k,
             sampling.top_p,
             r.fd,
-            r.kid,
+            r.kid * 1e3,
             r.conditional_accuracy,
             r.precision,
             r.recall
