@@ -16,12 +16,12 @@ cd "$(dirname "$0")/.."
 scripts/prepare-data.sh
 bin=target/release/nextscale
 time "$bin" train-vqvae --steps "${VQVAE_STEPS:-4000}" --until "${VQVAE_UNTIL:-2000}" --out runs/vqvae
-time "$bin" train-var --steps "${VAR_STEPS:-1500}" --lr 8e-4 --out runs/var \
+time "$bin" train-var --steps "${VAR_STEPS:-3000}" --lr 8e-4 --out runs/var \
   --vqvae runs/vqvae/checkpoint.safetensors --export runs/var/teacher.safetensors
-time "$bin" distill-data --model runs/var/teacher.safetensors --count "${DD_PAIRS:-10240}" \
+time "$bin" distill-data --model runs/var/teacher.safetensors --count "${DD_PAIRS:-20480}" \
   --out data/distill.safetensors
 time "$bin" distill --teacher runs/var/teacher.safetensors --data data/distill.safetensors \
-  --steps "${DD_STEPS:-1200}" --out runs/dd --export web/public/models/emoji32.safetensors
+  --steps "${DD_STEPS:-1000}" --loss-split-t 6 --out runs/dd --export web/public/models/emoji32.safetensors
 if [ ! -f models/emoji32-classifier.safetensors ]; then
   scripts/prepare-data.sh --twitter
   time "$bin" train-classifier --data data/emoji32-twitter.safetensors \
