@@ -9,7 +9,7 @@
 # Every stage resumes from its run directory or output file, so the script can be stopped
 # and started again. Step counts can be overridden from the environment (VQVAE_STEPS, the
 # length of the tokenizer's learning-rate schedule, and VQVAE_UNTIL, where it stops;
-# VAR_STEPS, DD_PAIRS, DD_STEPS, CLASSIFIER_STEPS, HMAR_STEPS, HMAR_MASK_STEPS).
+# VAR_STEPS, DD_PAIRS, CLASSIFIER_STEPS, HMAR_STEPS, HMAR_MASK_STEPS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +20,11 @@ time "$bin" train-var --steps "${VAR_STEPS:-3000}" --lr 8e-4 --out runs/var \
   --vqvae runs/vqvae/checkpoint.safetensors --export runs/var/teacher.safetensors
 time "$bin" distill-data --model runs/var/teacher.safetensors --count "${DD_PAIRS:-20480}" \
   --out data/distill.safetensors
-time "$bin" distill --teacher runs/var/teacher.safetensors --data data/distill.safetensors \
-  --steps "${DD_STEPS:-1000}" --loss-split-t 6 --out runs/dd --export web/public/models/emoji32.safetensors
+# A 1,000-step schedule, then resumed on a 2,000-step one (a warm restart at half the peak rate).
+for steps in 1000 2000; do
+  time "$bin" distill --teacher runs/var/teacher.safetensors --data data/distill.safetensors \
+    --steps "$steps" --loss-split-t 6 --out runs/dd --export web/public/models/emoji32.safetensors
+done
 if [ ! -f models/emoji32-classifier.safetensors ]; then
   scripts/prepare-data.sh --twitter
   time "$bin" train-classifier --data data/emoji32-twitter.safetensors \
