@@ -20,8 +20,9 @@ time "$bin" train-var --steps "${VAR_STEPS:-3000}" --lr 8e-4 --out runs/var \
   --vqvae runs/vqvae/checkpoint.safetensors --export runs/var/teacher.safetensors
 time "$bin" distill-data --model runs/var/teacher.safetensors --count "${DD_PAIRS:-20480}" \
   --out data/distill.safetensors
-# A 1,000-step schedule, then resumed on a 2,000-step one (a warm restart at half the peak rate).
-for steps in 1000 2000; do
+# A 1,000-step schedule, then resumed on a 2,000-step one (a warm restart at half the peak
+# rate) and on a 3,000-step one (a quarter of it).
+for steps in 1000 2000 3000; do
   time "$bin" distill --teacher runs/var/teacher.safetensors --data data/distill.safetensors \
     --steps "$steps" --loss-split-t 6 --out runs/dd --export web/public/models/emoji32.safetensors
 done
