@@ -5,12 +5,18 @@
 //! In wasm the gemm crate multiplies and adds in two instructions and packs every operand;
 //! on VAR-d16's shapes it ran at 25–28 GFLOP/s on one thread here (`[512, 1024] × [1024,
 //! 4096]`), and at 9 GFLOP/s with 8 rows. Two kernels do better:
-//! - many rows: `rhs` is packed into panels of 16 columns just before use, and each pair of
-//!   `lhs` rows walks a panel with 2 × 4 accumulators (39–40 GFLOP/s with fused
-//!   multiply-adds); column chunks run in parallel, each packing its own panels;
+//! - many rows: `rhs` is packed into panels of 12 columns just before use, and each three
+//!   `lhs` rows walk a panel with 3 × 3 accumulators; column chunks run in parallel, each
+//!   packing its own panels;
 //! - up to 64 rows (the first scales): like `few_rows` natively, bands of output columns
 //!   stay in cache while `rhs` is read in place, row by row (28 GFLOP/s at 8 rows, 16 at 2,
 //!   where packing costs as much as the product); bands run in parallel.
+//!
+//! The tile: a standalone copy of the kernel on `[480, 1024] × [1024, 4080]` in Chromium 156
+//! on this 2-core Xeon, one thread, fused multiply-adds, ran 3 × 3 accumulators at 47–50
+//! GFLOP/s, 2 × 4 (the previous tile) at 42–47 and 4 × 2 at 38–42; tiles of 12 accumulators
+//! (4 × 3, 3 × 4, 6 × 2) at 33–35, presumably spilling: with their operands they need
+//! all of x64's 16 SIMD registers or more.
 //!
 //! With the crate feature `relaxed-simd` (the threaded build), the kernels are compiled with
 //! that target feature and multiply-add with `f32x4.relaxed_madd`, which Chromium lowers to
@@ -26,18 +32,21 @@ use super::{Start, Strided};
 /// f32 values per SIMD128 register.
 const LANES: usize = 4;
 
-/// Registers of columns per tile row (16 columns).
-const TILE_VECS: usize = 4;
+/// Rows of a register tile.
+const TILE_ROWS: usize = 3;
+
+/// Registers of columns per tile row (12 columns).
+const TILE_VECS: usize = 3;
 
 /// Columns of a packed `rhs` panel.
 const PANEL: usize = TILE_VECS * LANES;
 
-/// Depth of a packed panel: `PANEL · DEPTH_BLOCK` floats (32 KB) stay in L1.
+/// Depth of a packed panel: `PANEL · DEPTH_BLOCK` floats (24 KB) stay in L1.
 const DEPTH_BLOCK: usize = 512;
 
-/// Widest column chunk one task packs at a time: `MAX_CHUNK · DEPTH_BLOCK` floats (512 KB)
-/// stay in L2.
-const MAX_CHUNK: usize = 256;
+/// Widest column chunk one task packs at a time, whole panels: `MAX_CHUNK · DEPTH_BLOCK`
+/// floats (540 KB) stay in L2.
+const MAX_CHUNK: usize = 22 * PANEL;
 
 /// Most rows the banded kernel takes; from here on packing `rhs` pays.
 const MAX_BAND_ROWS: usize = 64;
@@ -122,8 +131,8 @@ impl Strided<'_> {
 }
 
 /// The packed kernel: each column chunk of `rhs` is packed, [`DEPTH_BLOCK`] rows at a time,
-/// into panels of 16 columns, contiguous down their rows; then every pair of `lhs` rows
-/// runs down each panel. Chunks run in parallel, each filling in `start` and packing only
+/// into panels of 12 columns, contiguous down their rows; then each group of three `lhs`
+/// rows runs down each panel. Chunks run in parallel, each filling in `start` and packing only
 /// for its own columns, so no thread waits on another's packing.
 fn packed(
     dst: &mut [f32],
@@ -152,7 +161,7 @@ fn packed(
             for j0 in (j_start..j_end).step_by(PANEL) {
                 let cols = PANEL.min(j_end - j0);
                 let panel = &panels[(j0 - j_start) * depth..][..cols * depth];
-                for r in (0..m).step_by(2) {
+                for r in (0..m).step_by(TILE_ROWS) {
                     let tile = Tile {
                         // SAFETY: row `r`, column `j0` lies inside `dst` (`m·n` values).
                         dst: unsafe { out.at(r * n + j0) },
@@ -166,7 +175,7 @@ fn packed(
                     // SAFETY: the tile's rows, columns and depth lie inside `dst`, `lhs` and
                     // the panel (`matmul`'s assertion and the bounds above), and its
                     // columns inside this task's `j_start..j_end`.
-                    unsafe { tile.run(2.min(m - r), cols / LANES) };
+                    unsafe { tile.run(TILE_ROWS.min(m - r), cols / LANES) };
                 }
             }
         }
@@ -195,7 +204,7 @@ fn packed(
 }
 
 /// Copies `rhs[k0..k0 + depth, j_start..j_end]` (a multiple of 4 columns) into `panels`:
-/// panel after panel of 16 columns (the last maybe fewer), each `depth` rows of its width.
+/// panel after panel of 12 columns (the last maybe fewer), each `depth` rows of its width.
 /// Each `rhs` row segment is read front to back, which the prefetcher follows (reading one
 /// panel at a time walks `rhs` down its columns, a page per row), with SIMD loads and stores
 /// (`copy_from_slice` of a 64-byte row becomes a `memory.copy`, a call per row).
@@ -282,8 +291,8 @@ fn banded(
         }
         for k0 in (0..k).step_by(BAND_DEPTH) {
             let depth = BAND_DEPTH.min(k - k0);
-            for r0 in (0..m).step_by(2) {
-                let rows = 2.min(m - r0);
+            for r0 in (0..m).step_by(TILE_ROWS) {
+                let rows = TILE_ROWS.min(m - r0);
                 for v0 in (0..vecs).step_by(TILE_VECS) {
                     let tile = Tile {
                         dst: acc[r0 * cols + v0 * LANES..].as_mut_ptr(),
@@ -345,7 +354,7 @@ fn scalar_columns(
     }
 }
 
-/// One register tile: up to 2 rows × 4 registers of accumulators, updated with `depth`
+/// One register tile: up to 3 rows × 3 registers of accumulators, updated with `depth`
 /// rows of `rhs`.
 struct Tile {
     dst: *mut f32,
@@ -358,7 +367,7 @@ struct Tile {
 }
 
 impl Tile {
-    /// Dispatches to the kernel of this many rows (1..=2) and registers (1..=4).
+    /// Dispatches to the kernel of this many rows (1..=3) and registers (1..=3).
     ///
     /// # Safety
     /// As for [`Tile::kernel`].
@@ -369,8 +378,7 @@ impl Tile {
                 match vecs {
                     1 => self.kernel::<$r, 1>(),
                     2 => self.kernel::<$r, 2>(),
-                    3 => self.kernel::<$r, 3>(),
-                    _ => self.kernel::<$r, 4>(),
+                    _ => self.kernel::<$r, 3>(),
                 }
             };
         }
@@ -378,7 +386,8 @@ impl Tile {
         unsafe {
             match rows {
                 1 => by_vecs!(1),
-                _ => by_vecs!(2),
+                2 => by_vecs!(2),
+                _ => by_vecs!(3),
             }
         }
     }
