@@ -68,6 +68,38 @@ impl Dataset {
         self.info.class_names.len()
     }
 
+    /// The same images with a class per (style, class) pair, and the number of styles. An
+    /// image's style is its name's prefix up to `:` (`twitter:` in a `nextscale data
+    /// --twitter` set). Unprefixed images are the first style and keep their labels; style
+    /// `s`, counted in order of first appearance, takes labels `s · classes + label` and
+    /// class names `"name (style)"`.
+    pub fn by_style(&self) -> (Self, usize) {
+        let classes = self.num_classes();
+        let mut styles = vec![""];
+        let mut out = self.clone();
+        for (label, name) in out.labels.iter_mut().zip(&self.info.names) {
+            let style = name.split_once(':').map_or("", |(prefix, _)| prefix);
+            let s = styles
+                .iter()
+                .position(|&known| known == style)
+                .unwrap_or_else(|| {
+                    styles.push(style);
+                    styles.len() - 1
+                });
+            *label += s * classes;
+        }
+        out.info.class_names = styles
+            .iter()
+            .flat_map(|style| {
+                self.info.class_names.iter().map(move |name| match *style {
+                    "" => name.clone(),
+                    style => format!("{name} ({style})"),
+                })
+            })
+            .collect();
+        (out, styles.len())
+    }
+
     /// Indices of the images in a split.
     pub fn indices(&self, split: Split) -> Vec<usize> {
         (0..self.len())
@@ -275,6 +307,33 @@ mod tests {
             labels: vec![0, 1, 1],
             split: vec![Split::Train, Split::Train, Split::HeldOut],
         }
+    }
+
+    /// Prefixed names form styles in order of first appearance, each with its own classes.
+    #[test]
+    fn by_style_gives_each_style_its_classes() {
+        let mut data = tiny();
+        data.info.names = vec!["twitter:x".into(), "y".into(), "other:z".into()];
+        let (styled, styles) = data.by_style();
+        assert_eq!(styles, 3);
+        assert_eq!(styled.labels, [2, 1, 5]);
+        assert_eq!(
+            styled.info.class_names,
+            [
+                "a",
+                "b",
+                "a (twitter)",
+                "b (twitter)",
+                "a (other)",
+                "b (other)"
+            ]
+        );
+        assert_eq!((styled.pixels, styled.split), (data.pixels, data.split));
+        let (same, styles) = tiny().by_style();
+        assert_eq!(
+            (same.labels, same.info, styles),
+            (tiny().labels, tiny().info, 1)
+        );
     }
 
     #[test]

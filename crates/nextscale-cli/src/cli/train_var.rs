@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use nextscale::ModelConfig;
@@ -88,6 +88,12 @@ pub struct TrainVarArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = 6e-4)]
     lr: f64,
+    /// Trains each style of the data set under classes of its own (in a `nextscale data
+    /// --twitter` set, the images named `twitter:…`) and exports the first style's: the
+    /// styles share the network, while the model keeps the data set's classes in the first
+    /// style.
+    #[arg(long)]
+    style_classes: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -100,7 +106,17 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
         tokens,
         sampler,
     } = TeacherData::load(&args.teacher)?;
-    let config = tokenizer.config.clone();
+    let mut config = tokenizer.config.clone();
+    let (data, sampler) = if args.style_classes {
+        let (data, styles) = data.by_style();
+        println!("{styles} styles, {} classes", data.num_classes());
+        config.num_classes *= styles;
+        config.class_names = data.info.class_names.clone();
+        let sampler = BalancedSampler::new(&data, &data.indices(Split::Train))?;
+        (data, sampler)
+    } else {
+        (data, sampler)
+    };
 
     let device = Device::flex().autodiff();
     let run = RunDir::create(&args.out)?;
@@ -143,7 +159,8 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
         },
     )?;
     if let Some(path) = &args.run.export {
-        tokenizer.export(&config, &data, &run, VAR_PREFIX, path, args.run.dtype)?;
+        let config = &tokenizer.config;
+        tokenizer.export(config, &data, &run, VAR_PREFIX, path, args.run.dtype)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -211,7 +228,8 @@ impl Tokenizer {
         dtype: StoreDtype,
     ) -> Result<()> {
         let ck = run.load()?.context("no checkpoint to export")?;
-        let transformer_state = read_state(&ck.bytes, prefix)?;
+        let mut transformer_state = read_state(&ck.bytes, prefix)?;
+        keep_classes(&mut transformer_state, prefix, config.num_classes)?;
         let (vae, vae_state) = (&self.vae, &self.state);
         let host = Device::flex();
         let mut config = config.clone();
@@ -237,5 +255,47 @@ impl Tokenizer {
             dtype
         );
         Ok(())
+    }
+}
+
+/// Keeps the first `classes` rows of the class embedding under `prefix` and its last, the
+/// null class: a transformer trained with a class per style (`--style-classes`) exports the
+/// first style's. A no-op for an embedding of `classes + 1` rows.
+fn keep_classes(state: &mut StateDict, prefix: &str, classes: usize) -> Result<()> {
+    let key = format!("{prefix}class_emb.weight");
+    let (shape, values) = state
+        .get_mut(&key)
+        .with_context(|| format!("the checkpoint has no {key}"))?;
+    let &[rows, width] = shape.as_slice() else {
+        bail!("{key} has shape {shape:?}, not [classes + 1, width]");
+    };
+    if rows < classes + 1 {
+        bail!("{key} has {rows} rows, fewer than the {classes} classes and the null class");
+    }
+    let null = values[(rows - 1) * width..].to_vec();
+    values.truncate(classes * width);
+    values.extend(null);
+    shape[0] = classes + 1;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Of an embedding trained with two styles of 2 classes (rows a, b, a', b', null), the
+    /// export keeps a, b and the null row; an embedding of the right size is left alone.
+    #[test]
+    fn keep_classes_keeps_the_first_style_and_the_null_row() {
+        let rows = |r: &[f32]| r.iter().flat_map(|&v| [v, v + 0.5]).collect::<Vec<f32>>();
+        let mut state = StateDict::new();
+        let key = "var.class_emb.weight".to_string();
+        state.insert(key.clone(), (vec![5, 2], rows(&[0.0, 1.0, 2.0, 3.0, 4.0])));
+        keep_classes(&mut state, "var.", 2).unwrap();
+        assert_eq!(state[&key], (vec![3, 2], rows(&[0.0, 1.0, 4.0])));
+        keep_classes(&mut state, "var.", 2).unwrap();
+        assert_eq!(state[&key], (vec![3, 2], rows(&[0.0, 1.0, 4.0])));
+        assert!(keep_classes(&mut state, "var.", 3).is_err());
+        assert!(keep_classes(&mut state, "hmar.", 2).is_err());
     }
 }
