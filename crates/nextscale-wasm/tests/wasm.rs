@@ -601,3 +601,60 @@ fn host_products_match_the_reference_on_every_edge() {
         }
     }
 }
+
+/// The decoder's large maps take Winograd F(4×4, 3×3) in wasm: 128-row convolutions, of a
+/// plain input and of a 2× upsampled one, with widths that end mid-tile, match the
+/// convolution in f64 to float rounding.
+#[wasm_bindgen_test]
+fn large_map_convolutions_match_the_reference() {
+    use nextscale::cpu::conv::{Conv3x3Shape, conv3x3};
+    let value = |i: usize| ((i * 7919 + 13) % 997) as f32 / 997.0 - 0.5;
+    for (upsample, w) in [(false, 130), (true, 134)] {
+        let (c_in, c_out, h) = (24, 5, 128);
+        let shape = Conv3x3Shape {
+            batch: 1,
+            c_in,
+            c_out,
+            h,
+            w,
+            upsample,
+        };
+        let (in_h, in_w) = if upsample { (h / 2, w / 2) } else { (h, w) };
+        let x: Vec<f32> = (0..c_in * in_h * in_w).map(value).collect();
+        let weight: Vec<f32> = (0..c_out * c_in * 9).map(|i| value(i + 3)).collect();
+        let bias: Vec<f32> = (0..c_out).map(|i| value(i + 7)).collect();
+        let got = conv3x3(&x, &weight, &bias, shape);
+        // Input value at (c, y, x) of the (upsampled) map, zero outside.
+        let input = |c: usize, row: isize, col: isize| {
+            if row < 0 || col < 0 || row >= h as isize || col >= w as isize {
+                return 0.0;
+            }
+            let factor = if upsample { 2 } else { 1 };
+            let (row, col) = (row as usize / factor, col as usize / factor);
+            x[(c * in_h + row) * in_w + col]
+        };
+        let mut want = vec![0.0f64; c_out * h * w];
+        for o in 0..c_out {
+            for y in 0..h {
+                for xo in 0..w {
+                    let mut sum = bias[o] as f64;
+                    for c in 0..c_in {
+                        for tap in 0..9 {
+                            let (dy, dx) = (tap / 3, tap % 3);
+                            let v = input(c, (y + dy) as isize - 1, (xo + dx) as isize - 1);
+                            sum += weight[(o * c_in + c) * 9 + tap] as f64 * v as f64;
+                        }
+                    }
+                    want[(o * h + y) * w + xo] = sum;
+                }
+            }
+        }
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+        for (i, (&g, &r)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g as f64 - r).abs() <= 1e-5 * scale,
+                "upsample {upsample}, {w} wide, at {i}: {g} vs {r}"
+            );
+        }
+    }
+}

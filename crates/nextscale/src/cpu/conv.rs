@@ -1,16 +1,18 @@
 //! A 3×3, stride-1, padding-1 convolution on host memory, optionally of the input
 //! nearest-upsampled 2× (read in place, never materialised). Maps of 32² and more use
-//! Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for
-//! Convolutional Neural Networks", 2016); smaller ones one im2col matrix product.
+//! Winograd's minimal filtering (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+//! Networks", 2016); smaller ones one im2col matrix product.
 //!
-//! Each Winograd 2×2 output tile is `Aᵀ [Σ_c U_c ⊙ V_c] A`, with `U = G g Gᵀ` the 4×4
-//! transform of a 3×3 kernel and `V = Bᵀ d B` that of the 4×4 input tile. For each of the 16
-//! transformed positions ξ the sum over channels is one matrix product
-//! `[C_out, C_in] × [C_in, tiles]`, so the products take 16 multiplications per tile and
+//! Each Winograd m×m output tile is `Aᵀ [Σ_c U_c ⊙ V_c] A`, with `U = G g Gᵀ` the α×α
+//! (α = m + 2) transform of a 3×3 kernel and `V = Bᵀ d B` that of the α×α input tile. For
+//! each of the α² transformed positions ξ the sum over channels is one matrix product
+//! `[C_out, C_in] × [C_in, tiles]`. F(2×2, 3×3) takes 16 multiplications per 2×2 tile and
 //! channel pair instead of 36: 2.25× less matrix work than a direct convolution, for a few
-//! additions per value in the transforms. On the VQ-VAE decoder's 256²×160 layers this runs
-//! about 2× faster than flex's im2col convolution (see `try_conv3x3`); results agree to float
-//! rounding (the transforms use only ±1 and ½).
+//! additions per value in the transforms, and results that agree to float rounding (its
+//! transforms use only ±1 and ½). On the VQ-VAE decoder's 256²×160 layers it runs about 2×
+//! faster than flex's im2col convolution (see `try_conv3x3`). The wasm build takes F(4×4,
+//! 3×3) on maps of 128² and more: 4× less matrix work than direct, where the page's decoder
+//! waits on arithmetic, with fractions in its kernel transform.
 
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
@@ -23,6 +25,11 @@ use super::{Start, Strided, matmul_into, vectorized};
 /// layer's weights costs about as much as its products, and one im2col matrix product over
 /// all positions is faster.
 const MIN_WINOGRAD_POSITIONS: usize = 32 * 32;
+
+/// Smallest output (`H·W`) the wasm build convolves by [`F4`]: the VQ-VAE decoder's 128² and
+/// 256² maps, where the products are most of the work (natively F4 measured no faster).
+#[cfg(target_arch = "wasm32")]
+const MIN_F4_POSITIONS: usize = 128 * 128;
 
 /// [`conv3x3`] on tensors, optionally on the input nearest-upsampled 2× first (the
 /// decoder's `Upsample`, without materialising the upsampled map), when they are f32 on the
@@ -108,7 +115,7 @@ impl Conv3x3Shape {
 /// `out[b, o, y, x] = bias[o] + Σ_{c, dy, dx} weight[o, c, dy, dx] · x[b, c, y+dy−1, x+dx−1]`,
 /// with zeros outside the input (PyTorch `Conv2d(k=3, padding=1)`), after a nearest 2×
 /// upsampling of `x` when `shape.upsample`: by Winograd's F(2×2, 3×3) on maps of 32² and
-/// more, else as one im2col matrix product.
+/// more (F(4×4, 3×3) from 128² in wasm), else as one im2col matrix product.
 ///
 /// # Shapes
 /// - x_bchw: `[batch, c_in, h, w]` (`[batch, c_in, h/2, w/2]` with `upsample`),
@@ -136,8 +143,13 @@ pub fn conv3x3(
         "conv3x3 weight size"
     );
     assert_eq!(bias_o.len(), shape.c_out, "conv3x3 bias size");
-    if shape.h * shape.w >= MIN_WINOGRAD_POSITIONS {
-        winograd_conv3x3(x_bchw, weight_oikk, bias_o, shape)
+    let positions = shape.h * shape.w;
+    #[cfg(target_arch = "wasm32")]
+    if positions >= MIN_F4_POSITIONS {
+        return winograd_conv3x3::<F4>(x_bchw, weight_oikk, bias_o, shape);
+    }
+    if positions >= MIN_WINOGRAD_POSITIONS {
+        winograd_conv3x3::<F2>(x_bchw, weight_oikk, bias_o, shape)
     } else {
         im2col_conv3x3(x_bchw, weight_oikk, bias_o, shape)
     }
@@ -211,12 +223,89 @@ fn im2col_conv3x3(
     out_bchw
 }
 
-/// Winograd F(2×2, 3×3) tiles processed together: enough for the matrix kernel, while a
-/// block's transformed input and products (`16·C·T` values each) stay near L2.
-const WINOGRAD_BLOCK_TILES: usize = 128;
+/// A Winograd input transform, [`Minimal::INPUT_TRANSFORM_ROW`].
+type InputTransform = fn(&[f32], usize, &mut [f32], &mut [&mut [f32]]);
 
-/// [`conv3x3`] by Winograd's F(2×2, 3×3).
-fn winograd_conv3x3(
+/// A Winograd output transform, [`Minimal::OUTPUT_TRANSFORM_ROW`].
+type OutputTransform = fn(&[&[f32]], f32, usize, &mut [f32], &mut [f32]);
+
+/// A Winograd algorithm F(m×m, 3×3) (Lavin & Gray): each m×m output tile is
+/// `Aᵀ [Σ_c U_c ⊙ V_c] A`, over the α×α (α = m + 2) transforms `U = G g Gᵀ` of the 3×3
+/// kernels and `V = Bᵀ d B` of the α×α input tiles.
+trait Minimal {
+    /// Outputs per tile side, m.
+    const M: usize;
+    /// Input values per tile side, and transformed values per side: m + 2.
+    const ALPHA: usize = Self::M + 2;
+    /// Tiles processed together: enough for the matrix kernel, while a block's transformed
+    /// input and products (`α²·C·T` values each) stay near L2.
+    const BLOCK_TILES: usize = 128;
+    /// Rows of scratch [`Minimal::OUTPUT_TRANSFORM_ROW`] takes.
+    const OUTPUT_SCRATCH_ROWS: usize;
+
+    /// `G (a, b, c)ᵀ`: one column (then row) of a 3×3 kernel transformed to α values.
+    fn kernel_line(a: f32, b: f32, c: f32, out: &mut [f32]);
+
+    /// `Bᵀ d B` for a row of input tiles, `(rows, stride, db, v)`: `rows` holds α padded
+    /// input rows of `m` blocks of `stride` values each, block `r` holding the columns ≡ r
+    /// (mod m), so that column c of tile t is `block[c mod m][t + c div m]`; value
+    /// ξ = α·r + s of tile t goes to `v[ξ][t]`. `db` is scratch of α² rows.
+    const INPUT_TRANSFORM_ROW: InputTransform;
+
+    /// `Aᵀ m A + bias` for a row of tiles, `(m, bias, w, scratch, dst)`: `m[ξ][t]` is the
+    /// product ξ of tile t; writes the up to m output rows `dst` of width `w`. `scratch`
+    /// holds `OUTPUT_SCRATCH_ROWS` rows.
+    const OUTPUT_TRANSFORM_ROW: OutputTransform;
+}
+
+/// F(2×2, 3×3): 16 products per 2×2 tile and channel pair instead of 36, 2.25× less matrix
+/// work than a direct convolution; exact on small integers (its transforms use only ±1 and
+/// ½).
+struct F2;
+
+impl Minimal for F2 {
+    const M: usize = 2;
+    const OUTPUT_SCRATCH_ROWS: usize = 6;
+    const INPUT_TRANSFORM_ROW: InputTransform = f2_input_transform_row;
+    const OUTPUT_TRANSFORM_ROW: OutputTransform = f2_output_transform_row;
+
+    /// G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
+    fn kernel_line(a: f32, b: f32, c: f32, out: &mut [f32]) {
+        out.copy_from_slice(&[a, 0.5 * (a + b + c), 0.5 * (a - b + c), c]);
+    }
+}
+
+/// F(4×4, 3×3): 36 products per 4×4 tile and channel pair instead of 144, 4× less matrix
+/// work than a direct convolution and 1.78× less than [`F2`], with interpolation points 0,
+/// ±1, ±2 and ∞. Its kernel transform has ¼, ⅙, 1/12 and 1/24, so unlike F2 it is exact
+/// only to float rounding; the wasm build takes it on large maps, where arithmetic is what
+/// the page waits for.
+#[cfg(any(target_arch = "wasm32", test))]
+struct F4;
+
+#[cfg(any(target_arch = "wasm32", test))]
+impl Minimal for F4 {
+    const M: usize = 4;
+    const OUTPUT_SCRATCH_ROWS: usize = 28;
+    const INPUT_TRANSFORM_ROW: InputTransform = f4_input_transform_row;
+    const OUTPUT_TRANSFORM_ROW: OutputTransform = f4_output_transform_row;
+
+    /// G = [[¼, 0, 0], [−⅙, −⅙, −⅙], [−⅙, ⅙, −⅙], [1/24, 1/12, ⅙], [1/24, −1/12, ⅙], [0, 0, 1]].
+    fn kernel_line(a: f32, b: f32, c: f32, out: &mut [f32]) {
+        let (even, odd) = (a + c, b);
+        out.copy_from_slice(&[
+            a / 4.0,
+            -(even + odd) / 6.0,
+            -(even - odd) / 6.0,
+            (a / 4.0 + c + odd / 2.0) / 6.0,
+            (a / 4.0 + c - odd / 2.0) / 6.0,
+            c,
+        ]);
+    }
+}
+
+/// [`conv3x3`] by the Winograd algorithm `W`.
+fn winograd_conv3x3<W: Minimal>(
     x_bchw: &[f32],
     weight_oikk: &[f32],
     bias_o: &[f32],
@@ -231,16 +320,18 @@ fn winograd_conv3x3(
         upsample,
     } = shape;
     let (in_h, in_w) = shape.input_hw();
+    let (m, alpha) = (W::M, W::ALPHA);
+    let positions = alpha * alpha;
 
-    let u_xoi = winograd_weights(weight_oikk, c_out, c_in);
-    let (tiles_h, tiles_w) = (h.div_ceil(2), w.div_ceil(2));
-    // Padded input rows hold `tiles_w + 1` even columns, then `tiles_w + 1` odd ones, so a
-    // tile's four columns `2t .. 2t+3` are `even[t], odd[t], even[t+1], odd[t+1]`: unit
-    // strides in t for the transform loops.
-    let (rows_pad, half) = (2 * tiles_h + 2, tiles_w + 1);
-    let pitch = 2 * half;
+    let u_xoi = winograd_weights::<W>(weight_oikk, c_out, c_in);
+    let (tiles_h, tiles_w) = (h.div_ceil(m), w.div_ceil(m));
+    // Padded input rows hold `m` blocks of `tiles_w + 1` columns, block r the columns ≡ r
+    // (mod m), so that a tile's columns `m·t .. m·t + α` are unit strides in t for the
+    // transform loops.
+    let (rows_pad, stride) = (m * tiles_h + 2, tiles_w + 1);
+    let pitch = m * stride;
     let plane = rows_pad * pitch;
-    let tile_rows_per_block = (WINOGRAD_BLOCK_TILES / tiles_w).clamp(1, tiles_h);
+    let tile_rows_per_block = (W::BLOCK_TILES / tiles_w).clamp(1, tiles_h);
     let mut out_bchw = vec![0.0f32; batch * c_out * h * w];
     for b in 0..batch {
         let x_chw = &x_bchw[b * c_in * in_h * in_w..(b + 1) * c_in * in_h * in_w];
@@ -250,30 +341,34 @@ fn winograd_conv3x3(
             .zip(x_chw.par_chunks(in_h * in_w))
             .for_each(|(padded, channel)| {
                 for y in 0..h {
-                    let (even, odd) = padded[(y + 1) * pitch..(y + 2) * pitch].split_at_mut(half);
-                    // Input column x sits at padded column x + 1: x = 2j goes to odd[j],
-                    // x = 2j + 1 to even[j + 1].
-                    if upsample {
+                    // Input column x sits at padded column x + 1.
+                    let row = if upsample {
                         // Columns 2j and 2j + 1 both repeat value j of input row y / 2.
-                        let row = &channel[(y / 2) * in_w..(y / 2 + 1) * in_w];
-                        odd[..in_w].copy_from_slice(row);
-                        even[1..=in_w].copy_from_slice(row);
-                        continue;
-                    }
-                    let row = &channel[y * w..(y + 1) * w];
-                    let pairs = row.chunks_exact(2);
-                    if let [last] = pairs.remainder() {
-                        odd[w / 2] = *last;
-                    }
-                    for ((pair, o), e) in pairs.zip(odd.iter_mut()).zip(&mut even[1..]) {
-                        *o = pair[0];
-                        *e = pair[1];
+                        &channel[(y / 2) * in_w..(y / 2 + 1) * in_w]
+                    } else {
+                        &channel[y * w..(y + 1) * w]
+                    };
+                    let padded_row = &mut padded[(y + 1) * pitch..(y + 2) * pitch];
+                    // Padded column `i·m + r` is column `i·m + r − 1` of the (upsampled) row,
+                    // so block r reads `row` from there in steps of m (m/2 upsampled; m is
+                    // even).
+                    let (factor, step) = if upsample { (2, m / 2) } else { (1, m) };
+                    for (r, block) in padded_row.chunks_exact_mut(stride).enumerate() {
+                        let first = usize::from(r == 0);
+                        let last = (w + 1).saturating_sub(r).div_ceil(m).min(stride);
+                        if first >= last {
+                            continue;
+                        }
+                        let source = row[(first * m + r - 1) / factor..].iter().step_by(step);
+                        for (value, &x) in block[first..last].iter_mut().zip(source) {
+                            *value = x;
+                        }
                     }
                 }
             });
 
         let out_chw = &mut out_bchw[b * c_out * h * w..(b + 1) * c_out * h * w];
-        let rows_per_block = 2 * tile_rows_per_block * w;
+        let rows_per_block = m * tile_rows_per_block * w;
         let mut blocks: Vec<Vec<&mut [f32]>> = (0..tiles_h.div_ceil(tile_rows_per_block))
             .map(|_| Vec::with_capacity(c_out))
             .collect();
@@ -293,35 +388,35 @@ fn winograd_conv3x3(
                 || (Vec::new(), Vec::new()),
                 |(v_scratch, m_scratch), (i, mut out_rows)| {
                     let ty0 = i * tile_rows_per_block;
-                    let n_ty = (out_rows[0].len() / w).div_ceil(2);
+                    let n_ty = (out_rows[0].len() / w).div_ceil(m);
                     let n = n_ty * tiles_w;
                     // V[ξ][c][t] = (Bᵀ d B)[ξ] of channel c's input tile t.
-                    let v_xct = grown(v_scratch, 16 * c_in * n);
+                    let v_xct = grown(v_scratch, positions * c_in * n);
                     {
                         // One `[tiles_w]` row of each ξ slab per (channel, tile row).
                         let mut rows: Vec<std::slice::ChunksExactMut<f32>> = v_xct
                             .chunks_exact_mut(c_in * n)
                             .map(|slab| slab.chunks_exact_mut(tiles_w))
                             .collect();
-                        let mut db = vec![0.0f32; 16 * tiles_w];
+                        let mut db = vec![0.0f32; positions * tiles_w];
                         for c in 0..c_in {
                             for ty in 0..n_ty {
                                 let mut v: Vec<&mut [f32]> = rows
                                     .iter_mut()
                                     .map(|slab| slab.next().expect("a row per tile row"))
                                     .collect();
-                                let top = c * plane + 2 * (ty0 + ty) * pitch;
-                                input_transform_row(
-                                    &xpad[top..top + 4 * pitch],
-                                    half,
+                                let top = c * plane + m * (ty0 + ty) * pitch;
+                                (W::INPUT_TRANSFORM_ROW)(
+                                    &xpad[top..top + alpha * pitch],
+                                    stride,
                                     &mut db,
                                     &mut v,
                                 );
                             }
                         }
                     }
-                    let m_xot = grown(m_scratch, 16 * c_out * n);
-                    // M_ξ = U_ξ V_ξ: `[c_out, c_in] × [c_in, n]` for each of the 16 positions.
+                    let m_xot = grown(m_scratch, positions * c_out * n);
+                    // M_ξ = U_ξ V_ξ: `[c_out, c_in] × [c_in, n]` for each of the α² positions.
                     for ((m, u), v) in m_xot
                         .chunks_exact_mut(c_out * n)
                         .zip(u.chunks_exact(c_out * c_in))
@@ -338,21 +433,23 @@ fn winograd_conv3x3(
                             Start::Zero,
                         );
                     }
-                    let mut scratch = vec![0.0f32; 6 * tiles_w];
+                    let mut scratch = vec![0.0f32; W::OUTPUT_SCRATCH_ROWS * tiles_w];
                     for (o, dst) in out_rows.iter_mut().enumerate() {
                         let rows = dst.len() / w;
                         for ty in 0..n_ty {
-                            let m: [&[f32]; 16] = std::array::from_fn(|xi| {
-                                let start = (xi * c_out + o) * n + ty * tiles_w;
-                                &m_xot[start..start + tiles_w]
-                            });
-                            let (y0, two_rows) = (2 * ty, (rows - 2 * ty).min(2));
-                            output_transform_row(
-                                &m,
+                            let products: Vec<&[f32]> = (0..positions)
+                                .map(|xi| {
+                                    let start = (xi * c_out + o) * n + ty * tiles_w;
+                                    &m_xot[start..start + tiles_w]
+                                })
+                                .collect();
+                            let (y0, tile_rows) = (m * ty, (rows - m * ty).min(m));
+                            (W::OUTPUT_TRANSFORM_ROW)(
+                                &products,
                                 bias_o[o],
                                 w,
                                 &mut scratch,
-                                &mut dst[y0 * w..(y0 + two_rows) * w],
+                                &mut dst[y0 * w..(y0 + tile_rows) * w],
                             );
                         }
                     }
@@ -370,15 +467,14 @@ fn grown(scratch: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut scratch[..len]
 }
 
-/// U[ξ][o][c] = (G g G^T)[ξ] for the 3×3 kernel g of (o, c), with
-/// G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
-fn winograd_weights(weight_oikk: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+/// U[ξ][o][c] = (G g Gᵀ)[ξ] for the 3×3 kernel g of (o, c), ξ = α·r + s.
+fn winograd_weights<W: Minimal>(weight_oikk: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     /// Kernels per parallel work item.
     const KERNELS: usize = 4096;
-    let transform = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
+    let alpha = W::ALPHA;
     let pairs = c_out * c_in;
-    let mut u_xoi = vec![0.0f32; 16 * pairs];
-    // Work item t fills kernels t·KERNELS.. of each of the 16 slabs.
+    let mut u_xoi = vec![0.0f32; alpha * alpha * pairs];
+    // Work item t fills kernels t·KERNELS.. of each of the α² slabs.
     let mut slabs: Vec<_> = u_xoi
         .chunks_exact_mut(pairs)
         .map(|slab| slab.chunks_mut(KERNELS))
@@ -395,14 +491,17 @@ fn winograd_weights(weight_oikk: &[f32], c_out: usize, c_in: usize) -> Vec<f32> 
         .into_par_iter()
         .zip(weight_oikk.par_chunks(9 * KERNELS))
         .for_each(|(mut u_x, kernels)| {
+            // G g: each column of g transformed to α rows, `cols[j][r]`.
+            let mut cols = vec![0.0f32; 3 * alpha];
+            let mut row = vec![0.0f32; alpha];
             for (i, g) in kernels.chunks_exact(9).enumerate() {
-                // G g: each column of g transformed to 4 rows.
-                let cols: [[f32; 4]; 3] =
-                    std::array::from_fn(|j| transform(g[j], g[3 + j], g[6 + j]));
-                for r in 0..4 {
-                    let row = transform(cols[0][r], cols[1][r], cols[2][r]);
+                for (j, col) in cols.chunks_exact_mut(alpha).enumerate() {
+                    W::kernel_line(g[j], g[3 + j], g[6 + j], col);
+                }
+                for r in 0..alpha {
+                    W::kernel_line(cols[r], cols[alpha + r], cols[2 * alpha + r], &mut row);
                     for (s, &value) in row.iter().enumerate() {
-                        u_x[4 * r + s][i] = value;
+                        u_x[alpha * r + s][i] = value;
                     }
                 }
             }
@@ -421,7 +520,7 @@ vectorized! {
     /// Bᵀ d B for a row of input tiles, with Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0],
     /// [0, 1, 0, −1]]. `rows` holds 4 padded input rows (`half` even columns, then `half` odd
     /// ones); value ξ = 4r + s of tile t goes to `v[ξ][t]`. `db` is scratch of 16 rows.
-    fn input_transform_row(rows: &[f32], half: usize, db: &mut [f32], v: &mut [&mut [f32]]) {
+    fn f2_input_transform_row(rows: &[f32], half: usize, db: &mut [f32], v: &mut [&mut [f32]]) {
         let tiles = v[0].len();
         let mut db_rows: Vec<&mut [f32]> = db.chunks_exact_mut(tiles).collect();
         // d B for each input row r: [d0 − d2, d1 + d2, d2 − d1, d1 − d3] with
@@ -454,8 +553,8 @@ vectorized! {
     /// Aᵀ m A + bias for a row of tiles, with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]; `m[ξ][t]` is
     /// product ξ = 4r + s of tile t. Writes the one or two output rows `dst` of width `w`.
     /// `scratch` holds 6 rows.
-    fn output_transform_row(
-        m: &[&[f32]; 16],
+    fn f2_output_transform_row(
+        m: &[&[f32]],
         bias: f32,
         w: usize,
         scratch: &mut [f32],
@@ -504,6 +603,142 @@ vectorized! {
     }
 }
 
+vectorized! {
+    #[cfg(any(target_arch = "wasm32", test))]
+    /// [`F4`]'s `Bᵀ d B` (see [`Minimal::INPUT_TRANSFORM_ROW`]), with
+    /// Bᵀ = [[4, 0, −5, 0, 1, 0], [0, −4, −4, 1, 1, 0], [0, 4, −4, −1, 1, 0],
+    /// [0, −2, −1, 2, 1, 0], [0, 2, −1, −2, 1, 0], [0, 4, 0, −5, 0, 1]].
+    fn f4_input_transform_row(rows: &[f32], stride: usize, db: &mut [f32], v: &mut [&mut [f32]]) {
+        let tiles = v[0].len();
+        let pitch = 4 * stride;
+        // d B for each input row i: the six columns of tile t are blocks 0..3 at t, then
+        // blocks 0 and 1 at t + 1.
+        for (i, db_i) in db.chunks_exact_mut(6 * tiles).take(6).enumerate() {
+            let row = &rows[i * pitch..(i + 1) * pitch];
+            let col = |c: usize| &row[(c % 4) * stride + c / 4..][..tiles];
+            let cols = [col(0), col(1), col(2), col(3), col(4), col(5)];
+            let [o0, o1, o2, o3, o4, o5] = six(db_i, tiles);
+            transform_b(cols, [o0, o1, o2, o3, o4, o5]);
+        }
+        // Bᵀ (d B): the same combination across rows, for each column s.
+        let db: &[f32] = db;
+        for s in 0..6 {
+            let row = |r: usize| &db[(6 * r + s) * tiles..][..tiles];
+            let cols = [row(0), row(1), row(2), row(3), row(4), row(5)];
+            // Values ξ = 6·j + s for j = 0..5.
+            let mut outs = v.iter_mut().skip(s).step_by(6).map(|out| &mut **out);
+            let outs = std::array::from_fn(|_| outs.next().expect("six rows"));
+            transform_b(cols, outs);
+        }
+    }
+}
+
+#[cfg(any(target_arch = "wasm32", test))]
+/// The first six `tiles`-long rows of `buf`, mutably.
+fn six(buf: &mut [f32], tiles: usize) -> [&mut [f32]; 6] {
+    let mut rows = buf.chunks_exact_mut(tiles);
+    std::array::from_fn(|_| rows.next().expect("six rows"))
+}
+
+#[cfg(any(target_arch = "wasm32", test))]
+/// `out[j] = Σ_c Bᵀ[j][c] · d[c]` elementwise over tiles, for F4's Bᵀ.
+#[inline(always)]
+fn transform_b(d: [&[f32]; 6], out: [&mut [f32]; 6]) {
+    let [d0, d1, d2, d3, d4, d5] = d;
+    let [o0, o1, o2, o3, o4, o5] = out;
+    let tiles = o0.len();
+    let (d0, d1, d2, d3, d4, d5) = (
+        &d0[..tiles],
+        &d1[..tiles],
+        &d2[..tiles],
+        &d3[..tiles],
+        &d4[..tiles],
+        &d5[..tiles],
+    );
+    let (o1, o2, o3, o4, o5) = (
+        &mut o1[..tiles],
+        &mut o2[..tiles],
+        &mut o3[..tiles],
+        &mut o4[..tiles],
+        &mut o5[..tiles],
+    );
+    for t in 0..tiles {
+        o0[t] = 4.0 * d0[t] - 5.0 * d2[t] + d4[t];
+        o1[t] = (d3[t] + d4[t]) - 4.0 * (d1[t] + d2[t]);
+        o2[t] = (d4[t] - d3[t]) + 4.0 * (d1[t] - d2[t]);
+        o3[t] = (d4[t] - d2[t]) + 2.0 * (d3[t] - d1[t]);
+        o4[t] = (d4[t] - d2[t]) - 2.0 * (d3[t] - d1[t]);
+        o5[t] = 4.0 * d1[t] - 5.0 * d3[t] + d5[t];
+    }
+}
+
+#[cfg(any(target_arch = "wasm32", test))]
+/// `out[i] = Σ_k Aᵀ[i][k] · m[k]` elementwise over tiles, for F4's Aᵀ.
+#[inline(always)]
+fn transform_a(m: [&[f32]; 6], out: [&mut [f32]; 4]) {
+    let [m0, m1, m2, m3, m4, m5] = m;
+    let [y0, y1, y2, y3] = out;
+    let tiles = y0.len();
+    let (m0, m1, m2, m3, m4, m5) = (
+        &m0[..tiles],
+        &m1[..tiles],
+        &m2[..tiles],
+        &m3[..tiles],
+        &m4[..tiles],
+        &m5[..tiles],
+    );
+    let (y1, y2, y3) = (&mut y1[..tiles], &mut y2[..tiles], &mut y3[..tiles]);
+    for t in 0..tiles {
+        let (sum, diff) = (m1[t] + m2[t], m1[t] - m2[t]);
+        let (sum2, diff2) = (m3[t] + m4[t], m3[t] - m4[t]);
+        y0[t] = m0[t] + sum + sum2;
+        y1[t] = diff + 2.0 * diff2;
+        y2[t] = sum + 4.0 * sum2;
+        y3[t] = diff + 8.0 * diff2 + m5[t];
+    }
+}
+
+vectorized! {
+    #[cfg(any(target_arch = "wasm32", test))]
+    /// [`F4`]'s `Aᵀ m A + bias` (see [`Minimal::OUTPUT_TRANSFORM_ROW`]), with
+    /// Aᵀ = [[1, 1, 1, 1, 1, 0], [0, 1, −1, 2, −2, 0], [0, 1, 1, 4, 4, 0], [0, 1, −1, 8, −8, 1]].
+    fn f4_output_transform_row(
+        m: &[&[f32]],
+        bias: f32,
+        w: usize,
+        scratch: &mut [f32],
+        dst: &mut [f32],
+    ) {
+        let tiles = m[0].len();
+        let (a, y) = scratch.split_at_mut(24 * tiles);
+        // Aᵀ m: row i, column s at `a[(6·i + s)·tiles ..]`.
+        for s in 0..6 {
+            let col: [&[f32]; 6] = std::array::from_fn(|r| m[6 * r + s]);
+            let mut rows = a.chunks_exact_mut(tiles).skip(s).step_by(6);
+            let out: [&mut [f32]; 4] = std::array::from_fn(|_| rows.next().expect("four rows"));
+            transform_a(col, out);
+        }
+        let a: &[f32] = a;
+        for (i, dst_row) in dst.chunks_exact_mut(w).enumerate() {
+            // Times A: output columns 4t + j.
+            let row: [&[f32]; 6] = std::array::from_fn(|s| &a[(6 * i + s) * tiles..][..tiles]);
+            let mut ys = y.chunks_exact_mut(tiles);
+            let out: [&mut [f32]; 4] = std::array::from_fn(|_| ys.next().expect("four rows"));
+            transform_a(row, out);
+            let ys: [&[f32]; 4] = std::array::from_fn(|j| &y[j * tiles..(j + 1) * tiles]);
+            let (quads, last) = dst_row.split_at_mut(w / 4 * 4);
+            for (t, quad) in quads.chunks_exact_mut(4).enumerate() {
+                for (value, y_j) in quad.iter_mut().zip(ys) {
+                    *value = bias + y_j[t];
+                }
+            }
+            for (value, y_j) in last.iter_mut().zip(ys) {
+                *value = bias + y_j[w / 4];
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,7 +748,14 @@ mod tests {
 
     /// Both paths, whatever the size: `conv3x3` picks one by size alone.
     type Path = fn(&[f32], &[f32], &[f32], Conv3x3Shape) -> Vec<f32>;
-    const PATHS: [(&str, Path); 2] = [("winograd", winograd_conv3x3), ("im2col", im2col_conv3x3)];
+    /// The paths exact on small integers.
+    const PATHS: [(&str, Path); 2] = [
+        ("winograd F2", winograd_conv3x3::<F2>),
+        ("im2col", im2col_conv3x3),
+    ];
+    /// Every path.
+    const ALL_PATHS: [(&str, Path); 3] =
+        [PATHS[0], PATHS[1], ("winograd F4", winograd_conv3x3::<F4>)];
 
     /// A kernel that is 1 at tap (1, 1) copies the input, plus the bias.
     #[test]
@@ -541,10 +783,12 @@ mod tests {
     }
 
     /// An all-ones kernel on an all-ones input counts the in-bounds neighbours: 9 inside,
-    /// 6 on an edge, 4 in a corner (zero padding), for odd and even sizes.
+    /// 6 on an edge, 4 in a corner (zero padding), for odd and even sizes; exactly, and F4
+    /// to float rounding.
     #[test]
     fn box_filter_counts_neighbours() {
-        for (h, w) in [(4, 4), (5, 3), (1, 1), (2, 9)] {
+        let tolerances = [0.0, 0.0, 1e-6];
+        for (h, w) in [(4, 4), (5, 3), (1, 1), (2, 9), (9, 14)] {
             let shape = Conv3x3Shape {
                 batch: 1,
                 c_in: 1,
@@ -553,16 +797,17 @@ mod tests {
                 w,
                 upsample: false,
             };
-            for (name, path) in PATHS {
+            for ((name, path), tolerance) in ALL_PATHS.into_iter().zip(tolerances) {
                 let out = path(&vec![1.0; h * w], &[1.0; 9], &[0.0], shape);
                 for y in 0..h {
                     for x in 0..w {
                         let rows = (y.saturating_sub(1)..=(y + 1).min(h - 1)).count();
-                        let cols = (x.saturating_sub(1)..=(x + 1).min(w - 1)).count();
-                        assert_eq!(
-                            out[y * w + x],
-                            (rows * cols) as f32,
-                            "{name} {h}×{w} at ({y}, {x})"
+                        let count =
+                            (rows * (x.saturating_sub(1)..=(x + 1).min(w - 1)).count()) as f32;
+                        let got = out[y * w + x];
+                        assert!(
+                            (got - count).abs() <= tolerance * count,
+                            "{name} {h}×{w} at ({y}, {x}): {got}, not {count}"
                         );
                     }
                 }
@@ -615,7 +860,7 @@ mod tests {
             let (x, weight) = (data(x), data(weight));
             let bias = bias.into_data().try_to_vec::<f32>().unwrap();
             let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-            for (name, path) in PATHS {
+            for (name, path) in ALL_PATHS {
                 let got = path(&x, &weight, &bias, shape);
                 assert_eq!(got.len(), want.len());
                 for (i, (g, r)) in got.iter().zip(&want).enumerate() {
