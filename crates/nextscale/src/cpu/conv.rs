@@ -437,15 +437,18 @@ fn winograd_conv3x3<W: Minimal>(
                     for (o, dst) in out_rows.iter_mut().enumerate() {
                         let rows = dst.len() / w;
                         for ty in 0..n_ty {
-                            let products: Vec<&[f32]> = (0..positions)
-                                .map(|xi| {
-                                    let start = (xi * c_out + o) * n + ty * tiles_w;
+                            // The α² products of this tile row (at most F4's 36), on the stack.
+                            let products: [&[f32]; 36] = std::array::from_fn(|xi| {
+                                let start = (xi * c_out + o) * n + ty * tiles_w;
+                                if xi < positions {
                                     &m_xot[start..start + tiles_w]
-                                })
-                                .collect();
+                                } else {
+                                    &[]
+                                }
+                            });
                             let (y0, tile_rows) = (m * ty, (rows - m * ty).min(m));
                             (W::OUTPUT_TRANSFORM_ROW)(
-                                &products,
+                                &products[..positions],
                                 bias_o[o],
                                 w,
                                 &mut scratch,
@@ -617,8 +620,7 @@ vectorized! {
             let row = &rows[i * pitch..(i + 1) * pitch];
             let col = |c: usize| &row[(c % 4) * stride + c / 4..][..tiles];
             let cols = [col(0), col(1), col(2), col(3), col(4), col(5)];
-            let [o0, o1, o2, o3, o4, o5] = six(db_i, tiles);
-            transform_b(cols, [o0, o1, o2, o3, o4, o5]);
+            transform_b(cols, six(db_i, tiles));
         }
         // Bᵀ (d B): the same combination across rows, for each column s.
         let db: &[f32] = db;
