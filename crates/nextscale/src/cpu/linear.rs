@@ -8,7 +8,7 @@
 use burn::tensor::{Tensor, TensorData};
 use gemm::Parallelism;
 
-use super::{Start, Strided, matmul_new, on_host, primitive};
+use super::{Start, Strided, matmul_into, on_host, primitive};
 
 /// Smallest product (`m·n·k`) that runs on the thread pool; smaller ones stay on the calling
 /// thread (flex's own threshold).
@@ -68,18 +68,22 @@ fn linear(
     if let Some(out) = super::few_rows::try_matmul(x, w, bias, (m, k, n)) {
         return out;
     }
+    let mut out = vec![0.0; m * n];
     let parallelism = if m * n * k >= PARALLEL_WORK {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None
     };
-    matmul_new(
+    matmul_into(
+        &mut out,
         (m, n, k),
         Strided::rows(x, k),
         Strided::rows(w, n),
+        1.0,
         parallelism,
         bias.map_or(Start::Zero, Start::Rows),
-    )
+    );
+    out
 }
 
 #[cfg(test)]

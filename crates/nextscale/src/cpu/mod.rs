@@ -144,31 +144,6 @@ enum Start<'a> {
     Rows(&'a [f32]),
 }
 
-/// `start + lhs · rhs` into a new row-major `[m, n]` buffer (`start` not [`Start::Dst`]), on
-/// the calling thread or the pool as `parallelism` says. In wasm the SIMD128 kernels write
-/// each value once, into memory not zeroed first: zeroing the outputs of every `Linear` took
-/// 0.16 s of VAR-d16's image on the engine thread while the pool waited.
-fn matmul_new(
-    (m, n, k): (usize, usize, usize),
-    lhs: Strided,
-    rhs: Strided,
-    parallelism: Parallelism,
-    start: Start,
-) -> Vec<f32> {
-    assert!(
-        !matches!(start, Start::Dst),
-        "matmul_new: a new buffer has no values to start from"
-    );
-    #[cfg(target_arch = "wasm32")]
-    if rhs.col_stride == 1 {
-        let parallel = !matches!(parallelism, Parallelism::None);
-        return simd128::product_new((m, n, k), lhs, rhs, start, parallel);
-    }
-    let mut out = vec![0.0; m * n];
-    matmul_into(&mut out, (m, n, k), lhs, rhs, 1.0, parallelism, start);
-    out
-}
-
 /// `dst = start + scale · lhs · rhs` with the gemm crate, for `dst` row-major `[m, n]`,
 /// `lhs` `[m, k]` and `rhs` `[k, n]`, on the calling thread or the pool as `parallelism`
 /// says. In wasm, unscaled products with a row-major `rhs` take the SIMD128 kernels of
@@ -193,11 +168,7 @@ fn matmul_into(
     #[cfg(target_arch = "wasm32")]
     if rhs.col_stride == 1 && scale == 1.0 {
         let parallel = !matches!(parallelism, Parallelism::None);
-        // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, `dst` is initialised, and the
-        // kernel writes only initialised values through it.
-        let dst = unsafe { &mut *(dst as *mut [f32] as *mut [core::mem::MaybeUninit<f32>]) };
-        // SAFETY: `dst` is initialised (for `Start::Dst`).
-        return unsafe { simd128::matmul(dst, (m, n, k), lhs, rhs, start, parallel) };
+        return simd128::matmul(dst, (m, n, k), lhs, rhs, start, parallel);
     }
     let accumulate = match start {
         Start::Dst => true,

@@ -25,8 +25,6 @@
 //! with it.)
 
 use core::arch::wasm32::{f32x4_add, f32x4_splat, v128, v128_load, v128_store};
-use core::cell::Cell;
-use core::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::{Start, Strided};
@@ -72,48 +70,12 @@ fn madd(a: v128, b: v128, c: v128) -> v128 {
     f32x4_add(c, core::arch::wasm32::f32x4_mul(a, b))
 }
 
-/// `dst[m, n] = start + lhs[m, k] · rhs[k, n]` into a new buffer, `start` not
-/// [`Start::Dst`]: each value is written once, into memory not zeroed first. See
-/// [`matmul`].
-pub(super) fn product_new(
-    (m, n, k): (usize, usize, usize),
-    lhs: Strided,
-    rhs: Strided,
-    start: Start,
-    parallel: bool,
-) -> Vec<f32> {
-    assert!(
-        !matches!(start, Start::Dst),
-        "product_new: a new buffer has no values to start from"
-    );
-    let mut out = Vec::with_capacity(m * n);
-    // SAFETY: `start` is not `Start::Dst`, so the kernels read no output value before
-    // writing it, and they write all `m·n`.
-    unsafe {
-        matmul(
-            out.spare_capacity_mut(),
-            (m, n, k),
-            lhs,
-            rhs,
-            start,
-            parallel,
-        );
-        out.set_len(m * n);
-    }
-    out
-}
-
 /// `dst[m, n] = start + lhs[m, k] · rhs[k, n]`, `dst` row-major, `rhs` row-major (its
 /// `col_stride` 1), on the pool when `parallel` and the product is large enough; each task
-/// fills in `start` for its own columns. Unless `start` is [`Start::Dst`], `dst` may be
-/// memory not yet written: every one of its `m·n` values is written before it is read.
-/// Panics (a bug, not bad input) if an operand is smaller than its view, `rhs` is not
-/// row-major or a start row is not `n` long.
-///
-/// # Safety
-/// With [`Start::Dst`], the first `m·n` values of `dst` are initialised.
-pub(super) unsafe fn matmul(
-    dst: &mut [MaybeUninit<f32>],
+/// fills in `start` for its own columns. Panics (a bug, not bad input) if an operand is
+/// smaller than its view, `rhs` is not row-major or a start row is not `n` long.
+pub(super) fn matmul(
+    dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: Strided,
     rhs: Strided,
@@ -139,30 +101,21 @@ pub(super) unsafe fn matmul(
         return;
     }
     let parallel = parallel && m * n * k >= PARALLEL_WORK && rayon::current_num_threads() > 1;
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        if m <= MAX_BAND_ROWS {
-            banded(dst, (m, n, k), lhs, rhs, start, parallel);
-        } else {
-            packed(dst, (m, n, k), lhs, rhs, start, parallel);
-        }
+    if m <= MAX_BAND_ROWS {
+        banded(dst, (m, n, k), lhs, rhs, start, parallel);
+    } else {
+        packed(dst, (m, n, k), lhs, rhs, start, parallel);
     }
 }
 
 impl Start<'_> {
     /// Sets `dst`, columns `j0..j0 + dst.len()` of one output row, to what the output starts
     /// from (leaves it for [`Start::Dst`]).
-    fn fill(self, dst: &mut [MaybeUninit<f32>], j0: usize) {
+    fn fill(self, dst: &mut [f32], j0: usize) {
         match self {
             Start::Dst => {}
-            Start::Zero => {
-                for value in dst {
-                    value.write(0.0);
-                }
-            }
-            Start::Rows(row) => {
-                dst.write_copy_of_slice(&row[j0..j0 + dst.len()]);
-            }
+            Start::Zero => dst.fill(0.0),
+            Start::Rows(row) => dst.copy_from_slice(&row[j0..j0 + dst.len()]),
         }
     }
 }
@@ -180,13 +133,9 @@ impl Strided<'_> {
 /// The packed kernel: each column chunk of `rhs` is packed, [`DEPTH_BLOCK`] rows at a time,
 /// into panels of 12 columns, contiguous down their rows; then each group of three `lhs`
 /// rows runs down each panel. Chunks run in parallel, each filling in `start` and packing only
-/// for its own columns, so no thread waits on another's packing; the panels go to the
-/// thread's own buffer ([`with_panels`]).
-///
-/// # Safety
-/// As for [`matmul`].
-unsafe fn packed(
-    dst: &mut [MaybeUninit<f32>],
+/// for its own columns, so no thread waits on another's packing.
+fn packed(
+    dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: Strided,
     rhs: Strided,
@@ -194,45 +143,42 @@ unsafe fn packed(
     parallel: bool,
 ) {
     let width = n / LANES * LANES;
-    let out = OutPtr(dst.as_mut_ptr().cast());
+    let out = OutPtr(dst.as_mut_ptr());
     // Columns `j_start..j_end` of every row; `out` writes no other column.
     let columns = |(j_start, j_end): (usize, usize)| {
         for r in 0..m {
             // SAFETY: row `r`'s columns `j_start..j_end` lie inside `dst`, and only this
             // task touches them.
             let row = unsafe {
-                core::slice::from_raw_parts_mut(out.at(r * n + j_start).cast(), j_end - j_start)
+                core::slice::from_raw_parts_mut(out.at(r * n + j_start), j_end - j_start)
             };
             start.fill(row, j_start);
         }
-        with_panels((j_end - j_start) * DEPTH_BLOCK.min(k), |panels| {
-            for k0 in (0..k).step_by(DEPTH_BLOCK) {
-                let depth = DEPTH_BLOCK.min(k - k0);
-                pack(panels, rhs, (k0, depth), (j_start, j_end));
-                for j0 in (j_start..j_end).step_by(PANEL) {
-                    let cols = PANEL.min(j_end - j0);
-                    let panel = &panels[(j0 - j_start) * depth..][..cols * depth];
-                    for r in (0..m).step_by(TILE_ROWS) {
-                        // The tile reads its outputs: `start` filled them in above, or the
-                        // caller did (`Start::Dst`).
-                        let tile = Tile {
-                            // SAFETY: row `r`, column `j0` lies inside `dst` (`m·n` values).
-                            dst: unsafe { out.at(r * n + j0) },
-                            dst_stride: n,
-                            lhs: lhs.data[r * lhs.row_stride + k0 * lhs.col_stride..].as_ptr(),
-                            lhs_strides: (lhs.row_stride, lhs.col_stride),
-                            rhs: panel.as_ptr(),
-                            rhs_stride: cols,
-                            depth,
-                        };
-                        // SAFETY: the tile's rows, columns and depth lie inside `dst`, `lhs` and
-                        // the panel (`matmul`'s assertion and the bounds above), and its
-                        // columns inside this task's `j_start..j_end`.
-                        unsafe { tile.run(TILE_ROWS.min(m - r), cols / LANES) };
-                    }
+        let mut panels = vec![0.0f32; (j_end - j_start) * DEPTH_BLOCK];
+        for k0 in (0..k).step_by(DEPTH_BLOCK) {
+            let depth = DEPTH_BLOCK.min(k - k0);
+            pack(&mut panels, rhs, (k0, depth), (j_start, j_end));
+            for j0 in (j_start..j_end).step_by(PANEL) {
+                let cols = PANEL.min(j_end - j0);
+                let panel = &panels[(j0 - j_start) * depth..][..cols * depth];
+                for r in (0..m).step_by(TILE_ROWS) {
+                    let tile = Tile {
+                        // SAFETY: row `r`, column `j0` lies inside `dst` (`m·n` values).
+                        dst: unsafe { out.at(r * n + j0) },
+                        dst_stride: n,
+                        lhs: lhs.data[r * lhs.row_stride + k0 * lhs.col_stride..].as_ptr(),
+                        lhs_strides: (lhs.row_stride, lhs.col_stride),
+                        rhs: panel.as_ptr(),
+                        rhs_stride: cols,
+                        depth,
+                    };
+                    // SAFETY: the tile's rows, columns and depth lie inside `dst`, `lhs` and
+                    // the panel (`matmul`'s assertion and the bounds above), and its
+                    // columns inside this task's `j_start..j_end`.
+                    unsafe { tile.run(TILE_ROWS.min(m - r), cols / LANES) };
                 }
             }
-        });
+        }
     };
     if parallel {
         // A few chunks per thread, whole panels each, for balance.
@@ -253,31 +199,8 @@ unsafe fn packed(
         for row in dst.chunks_exact_mut(n) {
             start.fill(&mut row[width..], width);
         }
-        // SAFETY: every value is written now, the columns below `width` by the chunks and
-        // the rest just above (or by the caller, with `Start::Dst`).
-        let dst = unsafe { dst.assume_init_mut() };
         scalar_columns(dst, (m, n), lhs, rhs, (width, n), (0, k));
     }
-}
-
-std::thread_local! {
-    /// This thread's buffer for [`packed`]'s panels, kept from product to product: a
-    /// product neither allocates its panels nor zeroes them (packing overwrites what it
-    /// reads). At most `MAX_CHUNK · DEPTH_BLOCK` floats (540 KB) per thread.
-    static PANELS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
-
-/// Runs `f` on the first `len` values of this thread's panel buffer, grown (with zeros)
-/// when shorter.
-fn with_panels(len: usize, f: impl FnOnce(&mut [f32])) {
-    PANELS.with(|buffer| {
-        let mut panels = buffer.take();
-        if panels.len() < len {
-            panels.resize(len, 0.0);
-        }
-        f(&mut panels[..len]);
-        buffer.set(panels);
-    });
 }
 
 /// Copies `rhs[k0..k0 + depth, j_start..j_end]` (a multiple of 4 columns) into `panels`:
@@ -338,11 +261,8 @@ impl OutPtr {
 /// The banded kernel for few rows: bands of output columns sized to stay in L1, each
 /// accumulated in its own buffer while `rhs` is read in place, [`BAND_DEPTH`] rows at a
 /// time; bands in parallel, at least four per thread for balance.
-///
-/// # Safety
-/// As for [`matmul`].
-unsafe fn banded(
-    dst: &mut [MaybeUninit<f32>],
+fn banded(
+    dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: Strided,
     rhs: Strided,
@@ -356,21 +276,17 @@ unsafe fn banded(
     } else {
         band_cols
     };
-    let held: &[MaybeUninit<f32>] = dst;
+    let held: &[f32] = dst;
     let band = |j0: usize| {
         let cols = band_cols.min(n - j0);
         let vecs = cols / LANES;
         let width = vecs * LANES;
         // The band's outputs, `[m, cols]`, from `start`.
-        let mut acc = Vec::with_capacity(m * cols);
-        for r in 0..m {
+        let mut acc = vec![0.0f32; m * cols];
+        for (r, row) in acc.chunks_exact_mut(cols).enumerate() {
             match start {
-                // SAFETY: with `Start::Dst` the caller initialised `dst`.
-                Start::Dst => acc.extend_from_slice(unsafe {
-                    held[r * n + j0..r * n + j0 + cols].assume_init_ref()
-                }),
-                Start::Zero => acc.resize(acc.len() + cols, 0.0),
-                Start::Rows(row) => acc.extend_from_slice(&row[j0..j0 + cols]),
+                Start::Dst => row.copy_from_slice(&held[r * n + j0..r * n + j0 + cols]),
+                _ => start.fill(row, j0),
             }
         }
         for k0 in (0..k).step_by(BAND_DEPTH) {
@@ -411,7 +327,7 @@ unsafe fn banded(
     for (j0, acc) in bands {
         let cols = acc.len() / m;
         for (row, src) in dst.chunks_exact_mut(n).zip(acc.chunks_exact(cols)) {
-            row[j0..j0 + cols].write_copy_of_slice(src);
+            row[j0..j0 + cols].copy_from_slice(src);
         }
     }
 }
