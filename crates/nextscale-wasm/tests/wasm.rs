@@ -558,10 +558,11 @@ fn reference_product(a: &[f32], b: &[f32], (m, n, k): (usize, usize, usize)) -> 
     out
 }
 
-/// The wasm matrix kernels behind `cpu::linear` (SIMD128: banded up to 64 rows, packed
-/// above, on the pool for large products) match the product in f64 on every edge: column
-/// tails past whole registers and panels, depths past a block, and chunks past the widest
-/// column chunk.
+/// The wasm matrix kernels behind `cpu::linear` match the product in f64 on every edge, for
+/// a row-major weight (SIMD128: banded up to 64 rows, packed above) and for one in panel
+/// order (the engine's `Linear` weights: banded up to 32 rows, panel by panel above), on the
+/// pool for large products: column tails past whole registers and panels, depths past a
+/// block or a band's step, and chunks past the widest column chunk.
 #[wasm_bindgen_test]
 fn host_products_match_the_reference_on_every_edge() {
     use burn::tensor::{Tensor, TensorData};
@@ -580,24 +581,38 @@ fn host_products_match_the_reference_on_every_edge() {
         (67, 21, 9),
         (70, 300, 1030),
         (129, 36, 513),
+        (32, 701, 70),
+        (33, 13, 1025),
     ] {
         let a: Vec<f32> = (0..m * k).map(value).collect();
         let b: Vec<f32> = (0..k * n).map(|i| value(i + 5)).collect();
         let bias: Vec<f32> = (0..n).map(|i| value(i + 11)).collect();
         let want = reference_product(&a, &b, (m, n, k));
+        // PyTorch's `[n, k]`, put in panel order as the loader does.
+        let b_nk: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let panels = nextscale::cpu::linear::panels_from_out_in(&b_nk, (n, k));
         let x = Tensor::<2>::from_data(TensorData::new(a, [m, k]), &device);
         let w = Tensor::<2>::from_data(TensorData::new(b, [k, n]), &device);
+        let w_panels = Tensor::<2>::from_data(TensorData::new(panels, [k, n]), &device);
         let bias_n = Tensor::<1>::from_data(TensorData::new(bias.clone(), [n]), &device);
-        let got = nextscale::cpu::linear::linear_or(x, w, Some(bias_n), |_, _, _| {
-            panic!("[{m},{k}]×[{k},{n}] did not take the host kernel")
-        });
-        let got = got.into_data().try_to_vec::<f32>().expect("f32 values");
-        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-            let w = w + bias[i % n] as f64;
-            assert!(
-                ((g as f64) - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                "[{m},{k}]×[{k},{n}] at {i}: {g} vs {w}"
-            );
+        let rows =
+            nextscale::cpu::linear::linear_or(x.clone(), w, Some(bias_n.clone()), |_, _, _| {
+                panic!("[{m},{k}]×[{k},{n}] did not take the host kernel")
+            });
+        let in_panels =
+            nextscale::cpu::linear::panels_linear_or(x, w_panels, Some(bias_n), |_, _, _| {
+                panic!("[{m},{k}]×[{k},{n}] in panels did not take the host kernel")
+            });
+        for (order, got) in [("rows", rows), ("panels", in_panels)] {
+            let got = got.into_data().try_to_vec::<f32>().expect("f32 values");
+            assert_eq!(got.len(), m * n);
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                let w = w + bias[i % n] as f64;
+                assert!(
+                    ((g as f64) - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{order}: [{m},{k}]×[{k},{n}] at {i}: {g} vs {w}"
+                );
+            }
         }
     }
 }

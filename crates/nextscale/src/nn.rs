@@ -8,7 +8,7 @@ use burn::tensor::{Int, Tensor};
 use crate::activation::{MAX_LOGISTIC_EXPONENT, SQRT_2_OVER_PI};
 use crate::error::Result;
 use crate::resample::upsample_nearest_2x;
-use crate::weights::{Init, ParamSource};
+use crate::weights::{Init, ParamSource, WeightOrder};
 
 /// Default std of random weights (the official `init_std` of 0.02).
 pub const INIT_STD: f64 = 0.02;
@@ -16,10 +16,13 @@ pub const INIT_STD: f64 = 0.02;
 /// `nn.Linear`; the weight is kept `[in, out]` for burn's `linear`.
 #[derive(Module, Debug)]
 pub struct Linear {
-    /// Weight `[d_in, d_out]`.
+    /// Weight `[d_in, d_out]`, its values in `order`.
     pub weight: Param<Tensor<2>>,
     /// Bias `[d_out]`.
     pub bias: Option<Param<Tensor<1>>>,
+    /// The order of `weight`'s values: panels in the wasm CPU engine, rows elsewhere.
+    #[module(skip)]
+    pub order: WeightOrder,
 }
 
 impl Linear {
@@ -43,14 +46,18 @@ impl Linear {
         bias: bool,
         std: f64,
     ) -> Result<Self> {
-        let weight =
+        let (weight, order) =
             src.linear_weight(&format!("{name}.weight"), d_out, d_in, Init::Normal(std))?;
         let bias = if bias {
             Some(src.param(&format!("{name}.bias"), [d_out], Init::Zeros)?)
         } else {
             None
         };
-        Ok(Self { weight, bias })
+        Ok(Self {
+            weight,
+            bias,
+            order,
+        })
     }
 
     /// All leading dimensions fold into the rows of one `[rows, d_in] × [d_in, d_out]`
@@ -79,7 +86,17 @@ impl Linear {
         let d_in = dims[D - 1];
         let rows = dims[..D - 1].iter().product();
         let x_rd = x.reshape([rows, d_in]);
-        let y_rd = crate::cpu::linear::linear_or(x_rd, self.weight.val(), bias, linear);
+        let y_rd = match self.order {
+            WeightOrder::Rows => {
+                crate::cpu::linear::linear_or(x_rd, self.weight.val(), bias, linear)
+            }
+            WeightOrder::Panels => crate::cpu::linear::panels_linear_or(
+                x_rd,
+                self.weight.val(),
+                bias,
+                crate::cpu::linear::panels_linear_by_rows,
+            ),
+        };
         dims[D - 1] = y_rd.dims()[1];
         y_rd.reshape(dims)
     }

@@ -190,6 +190,16 @@ fn map_st_error(e: SafeTensorError) -> Error {
     }
 }
 
+/// The order of a `Linear` weight's values in its `[in, out]` tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightOrder {
+    /// Row-major, as burn's ops read it.
+    Rows,
+    /// Panels of output columns for the wasm CPU engine's products
+    /// ([`crate::cpu::linear::PANEL`]); only [`crate::cpu::linear::panels_linear_or`] reads it.
+    Panels,
+}
+
 /// How a parameter is initialised when it is not loaded.
 #[derive(Debug, Clone, Copy)]
 pub enum Init {
@@ -387,21 +397,32 @@ impl<'w, 'a> ParamSource<'w, 'a> {
         param
     }
 
-    /// A PyTorch `nn.Linear` weight stored `[out, in]`, returned transposed as `[in, out]`.
+    /// A PyTorch `nn.Linear` weight stored `[out, in]`, returned as `[in, out]` and the order
+    /// of its values: in panels for the wasm CPU engine (the plain flex device in wasm),
+    /// whose products read them in place, and row-major everywhere else.
     pub fn linear_weight(
         &mut self,
         name: &str,
         d_out: usize,
         d_in: usize,
         init: Init,
-    ) -> Result<Param<Tensor<2>>> {
+    ) -> Result<(Param<Tensor<2>>, WeightOrder)> {
         let values = self.values(name, &[d_out, d_in], init)?;
         if values.len() == 1 {
             let tensor = self.upload(values, [1, 1]);
-            return Ok(self.register(name, tensor, true));
+            return Ok((self.register(name, tensor, true), WeightOrder::Rows));
         }
-        let tensor = self.upload(transpose(&values, d_out, d_in), [d_in, d_out]);
-        Ok(self.register(name, tensor, true))
+        let panels = cfg!(target_arch = "wasm32")
+            && self.device == Device::flex()
+            && !self.device.is_autodiff();
+        let (values, order) = if panels {
+            let panels = crate::cpu::linear::panels_from_out_in(&values, (d_out, d_in));
+            (panels, WeightOrder::Panels)
+        } else {
+            (transpose(&values, d_out, d_in), WeightOrder::Rows)
+        };
+        let tensor = self.upload(values, [d_in, d_out]);
+        Ok((self.register(name, tensor, true), order))
     }
 
     fn upload<const D: usize>(&self, values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
@@ -460,7 +481,8 @@ mod tests {
         )]);
         let file = WeightFile::parse(&bytes).unwrap();
         let mut src = ParamSource::load(&file, "var.", &Device::flex());
-        let w = src.linear_weight("w", 2, 3, Init::Zeros).unwrap();
+        let (w, order) = src.linear_weight("w", 2, 3, Init::Zeros).unwrap();
+        assert_eq!(order, WeightOrder::Rows);
         let v = w.val().into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(v, vec![1., 4., 2., 5., 3., 6.]);
         src.finish().unwrap();

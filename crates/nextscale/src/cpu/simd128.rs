@@ -12,6 +12,13 @@
 //!   stay in cache while `rhs` is read in place, row by row (28 GFLOP/s at 8 rows, 16 at 2,
 //!   where packing costs as much as the product); bands run in parallel.
 //!
+//! `Linear` weights in the wasm CPU engine are stored in panel order from the start (see
+//! [`super::linear::panels_from_out_in`]), and [`matmul_panels`] reads them in place: no
+//! packing, and each panel front to back. On `[m, 1024] × [1024, 4096]` with the weights in
+//! memory, one thread in Chromium 156 on this 2-core Xeon: 43 GFLOP/s at 32 rows, 50 at 72
+//! and 128, 51 at 512, against 31, 34 (banded), 38 and 47 (packed) for the row-major
+//! kernels; 12 at 2 rows against 13 (banded).
+//!
 //! The tile: a standalone copy of the kernel on `[480, 1024] × [1024, 4080]` in Chromium 156
 //! on this 2-core Xeon, one thread, fused multiply-adds, ran 3 × 3 accumulators at 47–50
 //! GFLOP/s, 2 × 4 (the previous tile) at 42–47 and 4 × 2 at 38–42; tiles of 12 accumulators
@@ -45,7 +52,7 @@ const PANEL: usize = TILE_VECS * LANES;
 const DEPTH_BLOCK: usize = 512;
 
 /// Widest column chunk one task packs at a time, whole panels: `MAX_CHUNK · DEPTH_BLOCK`
-/// floats (540 KB) stay in L2.
+/// floats (540 KB) stay in L2. [`matmul_panels`] splits its columns no wider either.
 const MAX_CHUNK: usize = 22 * PANEL;
 
 /// Most rows the banded kernel takes; from here on packing `rhs` pays.
@@ -59,6 +66,22 @@ const BAND_BYTES: usize = 32 * 1024;
 
 /// Smallest product (`m·n·k`) spread over the thread pool.
 const PARALLEL_WORK: usize = 1 << 21;
+
+/// Most rows [`matmul_panels`] takes in bands; above, each group of three rows runs down
+/// each panel in [`DEPTH_BLOCK`]s.
+const MAX_PANEL_BAND_ROWS: usize = 32;
+
+/// Depth of a panel band's steps: its panels are read [`PANEL_BAND_DEPTH`] rows at a time,
+/// side by side, so that memory streams from all of them at once.
+const PANEL_BAND_DEPTH: usize = 32;
+
+/// Widest panel band (16 panels; with 32 rows its outputs take 24 KB of L1).
+const PANEL_BAND_COLS: usize = 16 * PANEL;
+
+const _: () = assert!(
+    PANEL == super::linear::PANEL,
+    "the weights' panels are the tile's"
+);
 
 /// `a·b + c`, fused with the `relaxed-simd` feature (inlined into [`Tile::run`], which is
 /// compiled with that target feature then).
@@ -200,6 +223,115 @@ fn packed(
             start.fill(&mut row[width..], width);
         }
         scalar_columns(dst, (m, n), lhs, rhs, (width, n), (0, k));
+    }
+}
+
+/// `dst[m, n] = start + lhs[m, k] · w[k, n]` for a weight `w` in panel order (`panels`,
+/// `k·n` values; see [`super::linear::panels_from_out_in`]), on the pool when `parallel` and
+/// the product is large enough. Column chunks of whole panels run in parallel, each filling
+/// in `start` for its own columns. Panics (a bug, not bad input) if an operand is smaller
+/// than its view or a start row is not `n` long.
+pub(super) fn matmul_panels(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: Strided,
+    panels: &[f32],
+    start: Start,
+    parallel: bool,
+) {
+    assert!(
+        dst.len() >= m * n
+            && panels.len() >= k * n
+            && lhs.holds(m, k)
+            && !matches!(start, Start::Rows(row) if row.len() != n),
+        "simd128::matmul_panels operands do not match [{m}, {k}] × [{k}, {n}]"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let parallel = parallel && m * n * k >= PARALLEL_WORK && rayon::current_num_threads() > 1;
+    let banded = m <= MAX_PANEL_BAND_ROWS;
+    let out = OutPtr(dst.as_mut_ptr());
+    // Columns `j_start..j_end` (from a panel's first column) of every row.
+    let columns = |(j_start, j_end): (usize, usize)| {
+        for r in 0..m {
+            // SAFETY: row `r`'s columns `j_start..j_end` lie inside `dst`, and only this
+            // task touches them.
+            let row = unsafe {
+                core::slice::from_raw_parts_mut(out.at(r * n + j_start), j_end - j_start)
+            };
+            start.fill(row, j_start);
+        }
+        let panel_run = |j0: usize, (r0, rows): (usize, usize), (k0, depth): (usize, usize)| {
+            let cols = PANEL.min(n - j0);
+            // Panels left of `j0` are all `PANEL` wide.
+            let panel = &panels[j0 * k..][..cols * k];
+            let tile = Tile {
+                // SAFETY: row `r0`, column `j0` lies inside `dst` (`m·n` values).
+                dst: unsafe { out.at(r0 * n + j0) },
+                dst_stride: n,
+                lhs: lhs.data[r0 * lhs.row_stride + k0 * lhs.col_stride..].as_ptr(),
+                lhs_strides: (lhs.row_stride, lhs.col_stride),
+                rhs: panel[k0 * cols..].as_ptr(),
+                rhs_stride: cols,
+                depth,
+            };
+            let vecs = cols / LANES;
+            if vecs > 0 {
+                // SAFETY: the tile's rows, columns and depth lie inside `dst`, `lhs` and the
+                // panel (the assertion and the bounds above), and its columns inside this
+                // task's `j_start..j_end`.
+                unsafe { tile.run(rows, vecs) };
+            }
+            for r in r0..r0 + rows {
+                for c in vecs * LANES..cols {
+                    let mut sum = 0.0f32;
+                    for d in k0..k0 + depth {
+                        sum +=
+                            lhs.data[r * lhs.row_stride + d * lhs.col_stride] * panel[d * cols + c];
+                    }
+                    // SAFETY: row `r`, column `j0 + c` lies inside this task's columns.
+                    unsafe { *out.at(r * n + j0 + c) += sum };
+                }
+            }
+        };
+        if banded {
+            for k0 in (0..k).step_by(PANEL_BAND_DEPTH) {
+                let depth = PANEL_BAND_DEPTH.min(k - k0);
+                for r0 in (0..m).step_by(TILE_ROWS) {
+                    for j0 in (j_start..j_end).step_by(PANEL) {
+                        panel_run(j0, (r0, TILE_ROWS.min(m - r0)), (k0, depth));
+                    }
+                }
+            }
+        } else {
+            for j0 in (j_start..j_end).step_by(PANEL) {
+                for k0 in (0..k).step_by(DEPTH_BLOCK) {
+                    let depth = DEPTH_BLOCK.min(k - k0);
+                    for r0 in (0..m).step_by(TILE_ROWS) {
+                        panel_run(j0, (r0, TILE_ROWS.min(m - r0)), (k0, depth));
+                    }
+                }
+            }
+        }
+    };
+    let widest = if banded { PANEL_BAND_COLS } else { MAX_CHUNK };
+    let chunk = if parallel {
+        // A few chunks per thread, whole panels each, for balance.
+        (n / (4 * rayon::current_num_threads()))
+            .next_multiple_of(PANEL)
+            .clamp(PANEL, widest)
+    } else {
+        widest
+    };
+    let chunks: Vec<(usize, usize)> = (0..n)
+        .step_by(chunk)
+        .map(|j| (j, (j + chunk).min(n)))
+        .collect();
+    if parallel {
+        chunks.into_par_iter().for_each(columns);
+    } else {
+        chunks.into_iter().for_each(columns);
     }
 }
 
