@@ -617,6 +617,37 @@ fn host_products_match_the_reference_on_every_edge() {
     }
 }
 
+/// The CPU engine (flex in wasm) loads `Linear` weights in panel order, and a layer's
+/// forward, through the SIMD128 panel kernels, matches the same weight put back in row
+/// order for the row-major kernels.
+#[wasm_bindgen_test]
+fn linear_weights_load_in_panel_order() {
+    use burn::tensor::{Tensor, TensorData};
+    use nextscale::cpu::linear::panels_linear_by_rows;
+    use nextscale::nn::{Linear, WeightOrder};
+    use nextscale::weights::ParamSource;
+    let device = burn::tensor::Device::flex();
+    let mut src = ParamSource::random(7, &device);
+    let (m, d_in, d_out) = (40, 70, 29);
+    let layer = Linear::new(&mut src, "layer", d_in, d_out, true).expect("a random layer");
+    assert_eq!(layer.order, WeightOrder::Panels);
+    let value = |i: usize| ((i * 7919 + 13) % 997) as f32 / 997.0 - 0.5;
+    let x_vec: Vec<f32> = (0..m * d_in).map(value).collect();
+    let x = Tensor::<2>::from_data(TensorData::new(x_vec, [m, d_in]), &device);
+    let bias = layer.bias.as_ref().map(|b| b.val());
+    let want = panels_linear_by_rows(x.clone(), layer.weight.val(), bias);
+    let got = layer.forward(x);
+    let want = want.into_data().try_to_vec::<f32>().expect("f32 values");
+    let got = got.into_data().try_to_vec::<f32>().expect("f32 values");
+    assert_eq!(got.len(), m * d_out);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "at {i}: {g} vs {w}"
+        );
+    }
+}
+
 /// The decoder's large maps take Winograd F(4×4, 3×3) in wasm: 128-row convolutions, of a
 /// plain input and of a 2× upsampled one, with widths that end mid-tile, match the
 /// convolution in f64 to float rounding.

@@ -3,15 +3,26 @@
 use burn::module::{Module, Param};
 use burn::tensor::module::{conv2d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::activation::{MAX_LOGISTIC_EXPONENT, SQRT_2_OVER_PI};
 use crate::error::Result;
 use crate::resample::upsample_nearest_2x;
-use crate::weights::{Init, ParamSource, WeightOrder};
+use crate::weights::{Init, ParamSource};
 
 /// Default std of random weights (the official `init_std` of 0.02).
 pub const INIT_STD: f64 = 0.02;
+
+/// The order of a [`Linear`] weight's values in its `[in, out]` tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightOrder {
+    /// Row-major, as burn's ops read it.
+    Rows,
+    /// Panels of output columns for the wasm CPU engine's products
+    /// ([`crate::cpu::linear::PANEL`]), loaded so in the wasm CPU engine (the plain flex
+    /// device in wasm); only [`crate::cpu::linear::panels_linear_or`] reads them.
+    Panels,
+}
 
 /// `nn.Linear`; the weight is kept `[in, out]` for burn's `linear`.
 #[derive(Module, Debug)]
@@ -46,8 +57,21 @@ impl Linear {
         bias: bool,
         std: f64,
     ) -> Result<Self> {
-        let (weight, order) =
-            src.linear_weight(&format!("{name}.weight"), d_out, d_in, Init::Normal(std))?;
+        let weight_name = format!("{name}.weight");
+        let init = Init::Normal(std);
+        let device = src.device();
+        // The wasm CPU engine: the plain flex device in wasm.
+        let panels =
+            cfg!(target_arch = "wasm32") && *device == Device::flex() && !device.is_autodiff();
+        let (weight, order) = if panels {
+            let weight = src.linear_weight_as(&weight_name, d_out, d_in, init, |w_nk| {
+                crate::cpu::linear::panels_from_out_in(w_nk, (d_out, d_in))
+            })?;
+            (weight, WeightOrder::Panels)
+        } else {
+            let weight = src.linear_weight(&weight_name, d_out, d_in, init)?;
+            (weight, WeightOrder::Rows)
+        };
         let bias = if bias {
             Some(src.param(&format!("{name}.bias"), [d_out], Init::Zeros)?)
         } else {

@@ -190,16 +190,6 @@ fn map_st_error(e: SafeTensorError) -> Error {
     }
 }
 
-/// The order of a `Linear` weight's values in its `[in, out]` tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightOrder {
-    /// Row-major, as burn's ops read it.
-    Rows,
-    /// Panels of output columns for the wasm CPU engine's products
-    /// ([`crate::cpu::linear::PANEL`]); only [`crate::cpu::linear::panels_linear_or`] reads it.
-    Panels,
-}
-
 /// How a parameter is initialised when it is not loaded.
 #[derive(Debug, Clone, Copy)]
 pub enum Init {
@@ -397,32 +387,37 @@ impl<'w, 'a> ParamSource<'w, 'a> {
         param
     }
 
-    /// A PyTorch `nn.Linear` weight stored `[out, in]`, returned as `[in, out]` and the order
-    /// of its values: in panels for the wasm CPU engine (the plain flex device in wasm),
-    /// whose products read them in place, and row-major everywhere else.
+    /// A PyTorch `nn.Linear` weight stored `[out, in]`, returned transposed as `[in, out]`.
     pub fn linear_weight(
         &mut self,
         name: &str,
         d_out: usize,
         d_in: usize,
         init: Init,
-    ) -> Result<(Param<Tensor<2>>, WeightOrder)> {
+    ) -> Result<Param<Tensor<2>>> {
+        self.linear_weight_as(name, d_out, d_in, init, |values| {
+            transpose(values, d_out, d_in)
+        })
+    }
+
+    /// A PyTorch `nn.Linear` weight stored `[out, in]`, as an `[in, out]` tensor whose values
+    /// `arrange` orders from the stored ones (`d_out·d_in` of them; a spec source's
+    /// one-value placeholder stays as it is).
+    pub fn linear_weight_as(
+        &mut self,
+        name: &str,
+        d_out: usize,
+        d_in: usize,
+        init: Init,
+        arrange: impl FnOnce(&[f32]) -> Vec<f32>,
+    ) -> Result<Param<Tensor<2>>> {
         let values = self.values(name, &[d_out, d_in], init)?;
         if values.len() == 1 {
             let tensor = self.upload(values, [1, 1]);
-            return Ok((self.register(name, tensor, true), WeightOrder::Rows));
+            return Ok(self.register(name, tensor, true));
         }
-        let panels = cfg!(target_arch = "wasm32")
-            && self.device == Device::flex()
-            && !self.device.is_autodiff();
-        let (values, order) = if panels {
-            let panels = crate::cpu::linear::panels_from_out_in(&values, (d_out, d_in));
-            (panels, WeightOrder::Panels)
-        } else {
-            (transpose(&values, d_out, d_in), WeightOrder::Rows)
-        };
-        let tensor = self.upload(values, [d_in, d_out]);
-        Ok((self.register(name, tensor, true), order))
+        let tensor = self.upload(arrange(&values), [d_in, d_out]);
+        Ok(self.register(name, tensor, true))
     }
 
     fn upload<const D: usize>(&self, values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
@@ -481,8 +476,7 @@ mod tests {
         )]);
         let file = WeightFile::parse(&bytes).unwrap();
         let mut src = ParamSource::load(&file, "var.", &Device::flex());
-        let (w, order) = src.linear_weight("w", 2, 3, Init::Zeros).unwrap();
-        assert_eq!(order, WeightOrder::Rows);
+        let w = src.linear_weight("w", 2, 3, Init::Zeros).unwrap();
         let v = w.val().into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(v, vec![1., 4., 2., 5., 3., 6.]);
         src.finish().unwrap();
