@@ -169,14 +169,9 @@ fn packed(
     let out = OutPtr(dst.as_mut_ptr());
     // Columns `j_start..j_end` of every row; `out` writes no other column.
     let columns = |(j_start, j_end): (usize, usize)| {
-        for r in 0..m {
-            // SAFETY: row `r`'s columns `j_start..j_end` lie inside `dst`, and only this
-            // task touches them.
-            let row = unsafe {
-                core::slice::from_raw_parts_mut(out.at(r * n + j_start), j_end - j_start)
-            };
-            start.fill(row, j_start);
-        }
+        // SAFETY: columns `j_start..j_end` of the `m` rows lie inside `dst`, and only this
+        // task touches them.
+        unsafe { out.fill_columns((m, n), (j_start, j_end), start) };
         let mut panels = vec![0.0f32; (j_end - j_start) * DEPTH_BLOCK];
         for k0 in (0..k).step_by(DEPTH_BLOCK) {
             let depth = DEPTH_BLOCK.min(k - k0);
@@ -254,14 +249,9 @@ pub(super) fn matmul_panels(
     let out = OutPtr(dst.as_mut_ptr());
     // Columns `j_start..j_end` (from a panel's first column) of every row.
     let columns = |(j_start, j_end): (usize, usize)| {
-        for r in 0..m {
-            // SAFETY: row `r`'s columns `j_start..j_end` lie inside `dst`, and only this
-            // task touches them.
-            let row = unsafe {
-                core::slice::from_raw_parts_mut(out.at(r * n + j_start), j_end - j_start)
-            };
-            start.fill(row, j_start);
-        }
+        // SAFETY: columns `j_start..j_end` of the `m` rows lie inside `dst`, and only this
+        // task touches them.
+        unsafe { out.fill_columns((m, n), (j_start, j_end), start) };
         let panel_run = |j0: usize, (r0, rows): (usize, usize), (k0, depth): (usize, usize)| {
             let cols = PANEL.min(n - j0);
             // Panels left of `j0` are all `PANEL` wide.
@@ -387,6 +377,26 @@ impl OutPtr {
     unsafe fn at(self, at: usize) -> *mut f32 {
         // SAFETY: forwarded from the caller.
         unsafe { self.0.add(at) }
+    }
+
+    /// Sets columns `j_start..j_end` of every row of the `[m, n]` output to what it starts
+    /// from.
+    ///
+    /// # Safety
+    /// The output holds `m·n` values, and no other task touches these columns meanwhile.
+    unsafe fn fill_columns(
+        self,
+        (m, n): (usize, usize),
+        (j_start, j_end): (usize, usize),
+        start: Start,
+    ) {
+        for r in 0..m {
+            // SAFETY: row `r`'s columns `j_start..j_end` lie inside the output (the caller).
+            let row = unsafe {
+                core::slice::from_raw_parts_mut(self.at(r * n + j_start), j_end - j_start)
+            };
+            start.fill(row, j_start);
+        }
     }
 }
 
