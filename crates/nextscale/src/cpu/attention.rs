@@ -2,7 +2,8 @@
 //! matrix products and a row softmax over the vectorized `exp`, heads in parallel. Q, K and
 //! V are read in place through their strides (Q is a view into the fused QKV product, and K
 //! and V are shared with the cache), each head's K transposed into scratch so that both
-//! products have a row-major right operand (in wasm, the SIMD128 kernels). flex's fused
+//! products have a row-major right operand (in wasm, the SIMD128 kernels, kᵀ in their panel
+//! order so that q·kᵀ needs no packing). flex's fused
 //! attention reaches about a third of its matrix-product speed at VAR-d16's last scale (256
 //! queries over 680 cached keys, 32 heads); see `attention_or`.
 
@@ -95,7 +96,8 @@ impl<'a> Heads<'a> {
     }
 }
 
-/// Per-thread scratch of [`attend_head`]: the scores `[lq, lk]` and kᵀ `[d, lk]`.
+/// Per-thread scratch of [`attend_head`]: the scores `[lq, lk]` and kᵀ `[d, lk]` (in
+/// panel order in wasm).
 struct Scratch {
     scores: Vec<f32>,
     k_t: Vec<f32>,
@@ -110,15 +112,25 @@ fn attend_head(
     scratch: &mut Scratch,
     out: &mut [f32],
 ) {
-    for (j, k_row) in (0..lk).map(|j| (j, j * k.row_stride)) {
-        for c in 0..d {
-            scratch.k_t[c * lk + j] = k.data[k_row + c * k.col_stride];
-        }
-    }
     let scores = &mut scratch.scores;
-    let k_t = Strided::rows(&scratch.k_t, lk);
     let once = Parallelism::None;
-    matmul_into(scores, (lq, lk, d), q, k_t, 1.0, once, Start::Zero);
+    // In wasm, kᵀ goes straight into the panel order of the SIMD128 kernel, which reads it
+    // in place; natively, into rows for gemm.
+    #[cfg(target_arch = "wasm32")]
+    {
+        super::linear::fill_panels(&mut scratch.k_t, k, (lk, d));
+        super::simd128::matmul_panels(scores, (lq, lk, d), q, &scratch.k_t, Start::Zero, false);
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        for (j, k_row) in (0..lk).map(|j| (j, j * k.row_stride)) {
+            for c in 0..d {
+                scratch.k_t[c * lk + j] = k.data[k_row + c * k.col_stride];
+            }
+        }
+        let k_t = Strided::rows(&scratch.k_t, lk);
+        matmul_into(scores, (lq, lk, d), q, k_t, 1.0, once, Start::Zero);
+    }
     softmax_rows(scores, lk, scale);
     let p = Strided::rows(scores, lk);
     matmul_into(out, (lq, dv, lk), p, v, 1.0, once, Start::Zero);

@@ -69,14 +69,29 @@ pub const PANEL: usize = 12;
 /// `w[d, 12p + j]` at `12p·k + d·c + j`.
 pub fn panels_from_out_in(w_nk: &[f32], (n, k): (usize, usize)) -> Vec<f32> {
     assert_eq!(w_nk.len(), n * k, "a [{n}, {k}] weight");
-    let mut panels = Vec::with_capacity(n * k);
+    let mut panels = vec![0.0; n * k];
+    fill_panels(&mut panels, Strided::rows(w_nk, k), (n, k));
+    panels
+}
+
+/// Writes the panel order of `w` `[k, n]`, read through its transpose `w_nk` `[n, k]` (any
+/// strides), into the first `n·k` values of `panels` (see [`panels_from_out_in`]). Panics
+/// (a bug) if either is smaller than that.
+pub(super) fn fill_panels(panels: &mut [f32], w_nk: Strided, (n, k): (usize, usize)) {
+    assert!(
+        panels.len() >= n * k && w_nk.holds(n, k),
+        "fill_panels: smaller than [{n}, {k}]"
+    );
+    let mut at = 0;
     for p0 in (0..n).step_by(PANEL) {
         let cols = PANEL.min(n - p0);
         for d in 0..k {
-            panels.extend((p0..p0 + cols).map(|o| w_nk[o * k + d]));
+            for o in p0..p0 + cols {
+                panels[at] = w_nk.data[o * w_nk.row_stride + d * w_nk.col_stride];
+                at += 1;
+            }
         }
     }
-    panels
 }
 
 /// The row-major `[k, n]` values of a weight in panel order.
