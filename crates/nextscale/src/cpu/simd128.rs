@@ -1,6 +1,7 @@
-//! Matrix products in wasm on SIMD128, `dst += lhs · rhs` for a row-major `rhs` (every
-//! `Linear` weight, the attention's values, the convolutions' transformed inputs): the host
-//! kernels' products in the browser.
+//! Matrix products in wasm on SIMD128, `dst += lhs · rhs` for a row-major `rhs` (the
+//! attention's values, the convolutions' transformed inputs) or one already in panel order
+//! (the CPU engine's `Linear` weights, each attention head's kᵀ): the host kernels'
+//! products in the browser.
 //!
 //! In wasm the gemm crate multiplies and adds in two instructions and packs every operand;
 //! on VAR-d16's shapes it ran at 25–28 GFLOP/s on one thread here (`[512, 1024] × [1024,
