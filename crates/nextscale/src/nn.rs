@@ -3,7 +3,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::module::{conv2d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Int, Tensor};
 
 use crate::activation::{MAX_LOGISTIC_EXPONENT, SQRT_2_OVER_PI};
 use crate::error::Result;
@@ -60,9 +60,8 @@ impl Linear {
         let weight_name = format!("{name}.weight");
         let init = Init::Normal(std);
         let device = src.device();
-        // The wasm CPU engine: the plain flex device in wasm.
-        let panels =
-            cfg!(target_arch = "wasm32") && *device == Device::flex() && !device.is_autodiff();
+        // The wasm CPU engine: the host kernels' device in wasm.
+        let panels = cfg!(target_arch = "wasm32") && crate::cpu::host_device(device);
         let (weight, order) = if panels {
             let weight = src.linear_weight_as(&weight_name, d_out, d_in, init, |w_nk| {
                 crate::cpu::linear::panels_from_out_in(w_nk, (d_out, d_in))

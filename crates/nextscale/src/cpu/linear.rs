@@ -26,36 +26,48 @@ pub fn linear_or(
     bias_n: Option<Tensor<1>>,
     fallback: impl FnOnce(Tensor<2>, Tensor<2>, Option<Tensor<1>>) -> Tensor<2>,
 ) -> Tensor<2> {
+    let ([m, k], [_, n]) = (x_mk.dims(), w_kn.dims());
+    let y_mn = if m > 0 && k > 0 && n > 0 {
+        on_host_operands(&x_mk, &w_kn, bias_n.as_ref(), linear)
+    } else {
+        None
+    };
+    y_mn.unwrap_or_else(|| fallback(x_mk, w_kn, bias_n))
+}
+
+/// `product(x, w, bias, (m, k, n))` on the values of `x` `[m, k]`, `w` `[k, n]` and `bias`
+/// `[n]`, read in place, when the shapes agree and every tensor may take a host kernel and
+/// is contiguous; `None` otherwise.
+fn on_host_operands(
+    x_mk: &Tensor<2>,
+    w_kn: &Tensor<2>,
+    bias_n: Option<&Tensor<1>>,
+    product: impl FnOnce(&[f32], &[f32], Option<&[f32]>, (usize, usize, usize)) -> Vec<f32>,
+) -> Option<Tensor<2>> {
     let [m, k] = x_mk.dims();
     let [wk, n] = w_kn.dims();
-    let takes = m > 0
-        && k > 0
-        && n > 0
-        && wk == k
-        && on_host(&x_mk)
-        && on_host(&w_kn)
-        && bias_n
-            .as_ref()
-            .is_none_or(|b| on_host(b) && b.dims() == [n]);
-    if !takes {
-        return fallback(x_mk, w_kn, bias_n);
+    let host = wk == k
+        && on_host(x_mk)
+        && on_host(w_kn)
+        && bias_n.is_none_or(|b| on_host(b) && b.dims() == [n]);
+    if !host {
+        return None;
     }
-    let (Some(x), Some(w)) = (primitive(&x_mk), primitive(&w_kn)) else {
-        return fallback(x_mk, w_kn, bias_n);
+    let (x, w) = (primitive(x_mk)?, primitive(w_kn)?);
+    let bias = match bias_n {
+        None => None,
+        Some(b) => Some(primitive(b)?),
     };
-    let bias = bias_n.as_ref().map(primitive);
-    let (Some(x_s), Some(w_s)) = (x.as_slice::<f32>(), w.as_slice::<f32>()) else {
-        return fallback(x_mk, w_kn, bias_n);
-    };
+    let (x_s, w_s) = (x.as_slice::<f32>()?, w.as_slice::<f32>()?);
     let bias_s = match &bias {
         None => None,
-        Some(b) => match b.as_ref().and_then(|b| b.as_slice::<f32>()) {
-            Some(s) => Some(s),
-            None => return fallback(x_mk, w_kn, bias_n),
-        },
+        Some(b) => Some(b.as_slice::<f32>()?),
     };
-    let out = linear(x_s, w_s, bias_s, (m, k, n));
-    Tensor::from_data(TensorData::new(out, [m, n]), &x_mk.device())
+    let out = product(x_s, w_s, bias_s, (m, k, n));
+    Some(Tensor::from_data(
+        TensorData::new(out, [m, n]),
+        &x_mk.device(),
+    ))
 }
 
 /// Output columns of a weight panel. In the wasm CPU engine a `Linear` weight `[k, n]` is
@@ -149,45 +161,25 @@ pub fn panels_linear_by_rows(
     linear_or(x_mk, w_kn, bias_n, burn::tensor::module::linear)
 }
 
-/// [`panels_linear_or`] on the host kernels, if every tensor may take them.
+/// [`panels_linear_or`] on the SIMD128 panel kernel, if every tensor may take it.
 #[cfg(target_arch = "wasm32")]
 fn panels_on_host(
     x_mk: &Tensor<2>,
     w_kn: &Tensor<2>,
     bias_n: Option<&Tensor<1>>,
 ) -> Option<Tensor<2>> {
-    let [m, k] = x_mk.dims();
-    let [wk, n] = w_kn.dims();
-    let host = wk == k
-        && on_host(x_mk)
-        && on_host(w_kn)
-        && bias_n.is_none_or(|b| on_host(b) && b.dims() == [n]);
-    if !host {
-        return None;
-    }
-    let (x, w) = (primitive(x_mk)?, primitive(w_kn)?);
-    let bias = match bias_n {
-        None => None,
-        Some(b) => Some(primitive(b)?),
-    };
-    let (x_s, w_s) = (x.as_slice::<f32>()?, w.as_slice::<f32>()?);
-    let bias_s = match &bias {
-        None => None,
-        Some(b) => Some(b.as_slice::<f32>()?),
-    };
-    let mut out = vec![0.0; m * n];
-    super::simd128::matmul_panels(
-        &mut out,
-        (m, n, k),
-        Strided::rows(x_s, k),
-        w_s,
-        bias_s.map_or(Start::Zero, Start::Rows),
-        m * n * k >= PARALLEL_WORK,
-    );
-    Some(Tensor::from_data(
-        TensorData::new(out, [m, n]),
-        &x_mk.device(),
-    ))
+    on_host_operands(x_mk, w_kn, bias_n, |x, w, bias, (m, k, n)| {
+        let mut out = vec![0.0; m * n];
+        super::simd128::matmul_panels(
+            &mut out,
+            (m, n, k),
+            Strided::rows(x, k),
+            w,
+            bias.map_or(Start::Zero, Start::Rows),
+            m * n * k >= PARALLEL_WORK,
+        );
+        out
+    })
 }
 
 /// `x · w + bias` for row-major `x` `[m, k]`, `w` `[k, n]` and `bias` `[n]`.

@@ -71,11 +71,15 @@ macro_rules! vectorized {
 }
 use vectorized;
 
-/// Whether `tensor` may take a host kernel: f32 on the plain flex device.
-fn on_host<const D: usize>(tensor: &Tensor<D>) -> bool {
-    let device = tensor.device();
+/// Whether `device` is the one the host kernels serve: the plain flex device.
+pub fn host_device(device: &Device) -> bool {
     // Device equality ignores autodiff; a traced tensor must stay on the backend.
-    device == Device::flex() && !device.is_autodiff() && tensor.dtype() == DType::F32
+    *device == Device::flex() && !device.is_autodiff()
+}
+
+/// Whether `tensor` may take a host kernel: f32 on the [`host_device`].
+fn on_host<const D: usize>(tensor: &Tensor<D>) -> bool {
+    host_device(&tensor.device()) && tensor.dtype() == DType::F32
 }
 
 /// The flex primitive of a host tensor, sharing its buffer: read its values with
