@@ -35,14 +35,18 @@ fn assert_resumed_at_step_2(text: &str, needle: &str, csv: &Path) {
     assert_eq!(csv.lines().count(), 4, "header + 3 steps:\n{csv}");
 }
 
-/// Two 32 px images per class: a flat colour per class, one of them held out.
-fn write_dataset(path: &Path) {
+/// Two 32 px images per class: a flat colour per class, one of them held out. With
+/// `subclasses`, each image is a subclass of its own (so the held-out one's has no training
+/// image).
+fn write_dataset(path: &Path, subclasses: bool) {
     let classes = 9;
     let mut data = Dataset {
         info: DatasetInfo {
             class_names: (0..classes).map(|c| format!("class {c}")).collect(),
             attribution: "synthetic".into(),
             names: Vec::new(),
+            subclass_names: Vec::new(),
+            subclasses: Vec::new(),
         },
         size: 32,
         pixels: Vec::new(),
@@ -57,6 +61,10 @@ fn write_dataset(path: &Path) {
             data.split
                 .push(if k == 1 { Split::HeldOut } else { Split::Train });
             data.info.names.push(format!("c{c}k{k}"));
+            if subclasses {
+                data.info.subclasses.push(data.info.subclass_names.len());
+                data.info.subclass_names.push(format!("c{c}k{k}"));
+            }
         }
     }
     std::fs::write(path, data.to_bytes().unwrap()).unwrap();
@@ -89,7 +97,7 @@ fn data_errors_name_the_problem() {
 fn train_resume_export_sample_and_eval() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data.safetensors");
-    write_dataset(&data);
+    write_dataset(&data, false);
     let vq = dir.path().join("vq");
     let common = ["--data", p(&data), "--batch", "4"];
     ok(&[
@@ -414,4 +422,54 @@ fn train_resume_export_sample_and_eval() {
     .concat());
     let text = ok(&["inspect", p(&retrained)]);
     assert!(text.contains("no student (mode var only)"), "{text}");
+
+    // A teacher conditioned on subclasses: its file keeps the nine classes and draws each
+    // image under a subclass of its class, and its pairs record the row drawn.
+    let sub_data = dir.path().join("sub-data.safetensors");
+    write_dataset(&sub_data, true);
+    let sub_model = dir.path().join("sub.safetensors");
+    ok(&[
+        "train-var",
+        "--data",
+        p(&sub_data),
+        "--batch",
+        "4",
+        "--subclasses",
+        "--out",
+        p(&dir.path().join("var-sub")),
+        "--vqvae",
+        p(&ck),
+        "--steps",
+        "1",
+        "--sample-every",
+        "1",
+        "--export",
+        p(&sub_model),
+    ]);
+    let config = nextscale::Model::from_safetensors(
+        &std::fs::read(&sub_model).unwrap(),
+        &burn::tensor::Device::flex(),
+    )
+    .unwrap()
+    .config;
+    assert_eq!((config.num_classes, config.subclasses.len()), (9, 18));
+    let sub_pairs = dir.path().join("sub-pairs.safetensors");
+    ok(&[
+        "distill-data",
+        "--model",
+        p(&sub_model),
+        "--out",
+        p(&sub_pairs),
+        "--count",
+        "9",
+        "--batch",
+        "9",
+        "--flow-steps",
+        "2",
+    ]);
+    let pairs =
+        nextscale::train::distill::DistillPairs::from_bytes(&std::fs::read(&sub_pairs).unwrap())
+            .unwrap();
+    // Class c's only subclass with a training image is row 2c.
+    assert_eq!(pairs.labels, (0..9).map(|c| 2 * c).collect::<Vec<i64>>());
 }

@@ -125,6 +125,25 @@ pub struct ModelConfig {
     /// Set for an HMAR transformer (`hmar.` tensors) instead of VAR's (`var.`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hmar: Option<HmarConfig>,
+    /// Finer conditions than the classes, when the transformer was trained on them: its
+    /// class embedding then has a row per subclass (plus the null row), and each image of
+    /// a class is drawn under one of that class's subclasses ([`Self::condition`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subclasses: Vec<Subclass>,
+}
+
+/// A subclass the transformer is conditioned on: a part of one class (for emoji, a
+/// subcategory such as `animal-mammal` of `Animals & Nature`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subclass {
+    /// Its name.
+    pub name: String,
+    /// The class it belongs to.
+    pub class: usize,
+    /// How often images of its class are drawn under it (its share of the class's
+    /// training images; 0: never); the shares of a class need not sum to one.
+    pub share: f64,
 }
 
 /// What an HMAR transformer adds to the config: its block split and its default mask
@@ -288,6 +307,7 @@ impl ModelConfig {
             dd: None,
             sampling: None,
             hmar: None,
+            subclasses: Vec::new(),
         }
     }
 
@@ -472,6 +492,26 @@ impl ModelConfig {
                 return err(format!("hmar: {problem}"));
             }
         }
+        if !self.subclasses.is_empty() {
+            if let Some(s) = self
+                .subclasses
+                .iter()
+                .find(|s| s.class >= self.num_classes || !s.share.is_finite() || s.share < 0.0)
+            {
+                return err(format!(
+                    "subclass `{}`: class {} of {}, share {} (must be ≥ 0)",
+                    s.name, s.class, self.num_classes, s.share
+                ));
+            }
+            if let Some(c) = (0..self.num_classes).find(|&c| {
+                !self
+                    .subclasses
+                    .iter()
+                    .any(|s| s.class == c && s.share > 0.0)
+            }) {
+                return err(format!("class {c} has no subclass with a positive share"));
+            }
+        }
         if let Some(problem) = self.sampling.as_ref().and_then(Sampling::problem) {
             return err(format!("sampling: {problem}"));
         }
@@ -484,6 +524,49 @@ impl ModelConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Rows of the transformer's class embedding before the null row: the subclasses when
+    /// the file has them, else the classes.
+    pub fn cond_classes(&self) -> usize {
+        match self.subclasses.len() {
+            0 => self.num_classes,
+            n => n,
+        }
+    }
+
+    /// The class-embedding row an image is generated under: the null row for `None`, the
+    /// class itself without subclasses, else one of the class's subclasses, drawn by
+    /// their shares from the image's seed. The draw hashes the seed on its own (SplitMix64),
+    /// so the tokens' random stream is the same with or without subclasses.
+    pub fn condition(&self, class: Option<usize>, seed: u64) -> usize {
+        let Some(class) = class else {
+            return self.cond_classes();
+        };
+        if self.subclasses.is_empty() {
+            return class;
+        }
+        let of_class = || {
+            self.subclasses
+                .iter()
+                .enumerate()
+                .filter(move |(_, s)| s.class == class)
+        };
+        let total: f64 = of_class().map(|(_, s)| s.share).sum();
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let mut u = (z >> 11) as f64 / (1u64 << 53) as f64 * total;
+        let mut last = class;
+        for (row, s) in of_class() {
+            last = row;
+            if u < s.share {
+                return row;
+            }
+            u -= s.share;
+        }
+        last
     }
 
     /// The sampling requests default to: the model's recommendation, else the official one
@@ -653,5 +736,76 @@ mod tests {
             c.resolve_class("dog"),
             Err(Error::UnknownClass(_))
         ));
+    }
+
+    fn subclass(name: &str, class: usize, share: f64) -> Subclass {
+        Subclass {
+            name: name.into(),
+            class,
+            share,
+        }
+    }
+
+    /// Over 40,000 seeds each subclass is drawn as often as its share of its class says
+    /// (within 4.5 standard deviations of the binomial count), never under another class,
+    /// a zero share never; the null row follows the subclasses, and without subclasses a
+    /// class is its own row.
+    #[test]
+    fn conditions_draw_subclasses_by_their_shares() {
+        let mut c =
+            ModelConfig::from_json(&tiny_json().replace("\"num_classes\":10", "\"num_classes\":2"))
+                .unwrap();
+        assert_eq!(
+            (
+                c.cond_classes(),
+                c.condition(Some(1), 5),
+                c.condition(None, 5)
+            ),
+            (2, 1, 2)
+        );
+        c.subclasses = vec![
+            subclass("a", 0, 2.0),
+            subclass("b", 1, 1.0),
+            subclass("c", 0, 0.0),
+            subclass("d", 0, 6.0),
+            subclass("e", 1, 3.0),
+        ];
+        c.validate().unwrap();
+        assert_eq!((c.cond_classes(), c.condition(None, 5)), (5, 5));
+        let n = 40_000;
+        for (class, expect) in [
+            (0, [0.25, 0.0, 0.0, 0.75, 0.0]),
+            (1, [0.0, 0.25, 0.0, 0.0, 0.75]),
+        ] {
+            let mut counts = [0usize; 5];
+            for seed in 0..n {
+                counts[c.condition(Some(class), seed)] += 1;
+            }
+            for (row, (&count, p)) in counts.iter().zip(expect).enumerate() {
+                let sd = (n as f64 * p * (1.0 - p)).sqrt();
+                let off = (count as f64 - n as f64 * p).abs();
+                assert!(
+                    off <= 4.5 * sd,
+                    "class {class}, row {row}: {count} of {n}, share {p}"
+                );
+            }
+        }
+    }
+
+    /// Every class needs a subclass it can draw; a subclass names a class of the model and a
+    /// finite share; a valid list survives the JSON round trip.
+    #[test]
+    fn subclasses_must_cover_every_class_with_a_positive_share() {
+        let mut c =
+            ModelConfig::from_json(&tiny_json().replace("\"num_classes\":10", "\"num_classes\":2"))
+                .unwrap();
+        c.subclasses = vec![subclass("a", 0, 1.0), subclass("b", 1, 0.0)];
+        assert!(matches!(c.validate(), Err(Error::Config(m)) if m.contains("class 1")));
+        c.subclasses = vec![subclass("a", 0, 1.0), subclass("b", 2, 1.0)];
+        assert!(matches!(c.validate(), Err(Error::Config(m)) if m.contains("`b`")));
+        c.subclasses = vec![subclass("a", 0, 1.0), subclass("b", 1, f64::NAN)];
+        assert!(matches!(c.validate(), Err(Error::Config(m)) if m.contains("`b`")));
+        c.subclasses[1].share = 0.5;
+        assert_eq!(ModelConfig::from_json(&c.to_json()).unwrap(), c);
     }
 }

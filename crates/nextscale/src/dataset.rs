@@ -1,7 +1,7 @@
 //! The training data set file: 32×32 RGB images with class labels and a fixed
 //! train/held-out split, stored as safetensors (`images` u8 `[N, H, W, 3]`, `labels` u8
-//! `[N]`, `split` u8 `[N]`, 0 = train, 1 = held-out) with class names and attribution in
-//! `__metadata__["nextscale.dataset"]`.
+//! `[N]`, `split` u8 `[N]`, 0 = train, 1 = held-out) with class names, attribution, image
+//! names and, optionally, each image's subclass in `__metadata__["nextscale.dataset"]`.
 
 use std::collections::HashMap;
 
@@ -11,6 +11,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Subclass;
 use crate::error::{Error, Result};
 
 /// Metadata key holding the [`DatasetInfo`] JSON.
@@ -35,6 +36,14 @@ pub struct DatasetInfo {
     pub attribution: String,
     /// A name per image (e.g. the emoji short name).
     pub names: Vec<String>,
+    /// Names of the subclasses, finer parts of the classes (e.g. the emoji subcategories);
+    /// empty when the set has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subclass_names: Vec<String>,
+    /// The subclass of each image, an index into `subclass_names`; empty when the set has
+    /// none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subclasses: Vec<usize>,
 }
 
 /// Images, labels and split of a data set, in host memory.
@@ -98,6 +107,52 @@ impl Dataset {
             })
             .collect();
         (out, styles.len())
+    }
+
+    /// The same images labelled by subclass (class names become the subclass names), and
+    /// the subclasses with their class and their share of its training images. Fails if
+    /// the set has no subclasses.
+    pub fn by_subclass(&self) -> Result<(Self, Vec<Subclass>)> {
+        if self.info.subclass_names.is_empty() {
+            return Err(Error::BadRequest(
+                "the data set has no subclasses (make it again with `nextscale data`)".into(),
+            ));
+        }
+        let mut class_of = vec![None; self.info.subclass_names.len()];
+        let mut train = vec![0usize; self.info.subclass_names.len()];
+        let mut class_train = vec![0usize; self.num_classes()];
+        for (i, (&sub, &class)) in self.info.subclasses.iter().zip(&self.labels).enumerate() {
+            if *class_of[sub].get_or_insert(class) != class {
+                return Err(Error::Config(format!(
+                    "subclass `{}` holds images of two classes",
+                    self.info.subclass_names[sub]
+                )));
+            }
+            if self.split[i] == Split::Train {
+                train[sub] += 1;
+                class_train[class] += 1;
+            }
+        }
+        let subclasses = self
+            .info
+            .subclass_names
+            .iter()
+            .zip(class_of)
+            .zip(train)
+            .map(|((name, class), n)| {
+                let class = class
+                    .ok_or_else(|| Error::Config(format!("subclass `{name}` has no image")))?;
+                Ok(Subclass {
+                    name: name.clone(),
+                    class,
+                    share: n as f64 / class_train[class].max(1) as f64,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = self.clone();
+        out.labels = self.info.subclasses.clone();
+        out.info.class_names = self.info.subclass_names.clone();
+        Ok((out, subclasses))
     }
 
     /// Indices of the images in a split.
@@ -180,6 +235,22 @@ impl Dataset {
             return Err(Error::Config(format!(
                 "inconsistent data set shapes: images {img_shape:?}, labels {lab_shape:?}, split {split_shape:?}, {} names",
                 info.names.len()
+            )));
+        }
+        let subclasses_fit = if info.subclass_names.is_empty() {
+            info.subclasses.is_empty()
+        } else {
+            info.subclasses.len() == n
+                && info
+                    .subclasses
+                    .iter()
+                    .all(|&s| s < info.subclass_names.len())
+        };
+        if !subclasses_fit {
+            return Err(Error::Config(format!(
+                "{} subclass entries for {n} images and {} subclasses",
+                info.subclasses.len(),
+                info.subclass_names.len()
             )));
         }
         if let Some(&bad) = labels
@@ -301,6 +372,8 @@ mod tests {
                 class_names: vec!["a".into(), "b".into()],
                 attribution: "test".into(),
                 names: vec!["x".into(), "y".into(), "z".into()],
+                subclass_names: Vec::new(),
+                subclasses: Vec::new(),
             },
             size: 2,
             pixels: (0..36).map(|v| v as u8 * 7).collect(),
@@ -334,6 +407,40 @@ mod tests {
             (same.labels, same.info, styles),
             (tiny().labels, tiny().info, 1)
         );
+    }
+
+    /// Subclass labels replace the class labels; each subclass takes its images' class and
+    /// its share of that class's training images (a held-out image counts for nothing); the
+    /// subclasses survive the file; a subclass across two classes, a set without subclasses
+    /// and a subclass list of the wrong length are errors.
+    #[test]
+    fn by_subclass_relabels_and_shares_the_training_images() {
+        let mut data = tiny();
+        data.labels = vec![0, 1, 1, 1];
+        data.split.push(Split::Train);
+        data.pixels.extend(0..12);
+        data.info.names.push("w".into());
+        data.info.subclass_names = vec!["p".into(), "q".into(), "r".into()];
+        data.info.subclasses = vec![0, 2, 1, 2];
+        let data = Dataset::from_bytes(&data.to_bytes().unwrap()).unwrap();
+        let (relabelled, subclasses) = data.by_subclass().unwrap();
+        assert_eq!(relabelled.labels, [0, 2, 1, 2]);
+        assert_eq!(relabelled.info.class_names, ["p", "q", "r"]);
+        let summary: Vec<(&str, usize, f64)> = subclasses
+            .iter()
+            .map(|s| (s.name.as_str(), s.class, s.share))
+            .collect();
+        assert_eq!(summary, [("p", 0, 1.0), ("q", 1, 0.0), ("r", 1, 1.0)]);
+        let mut mixed = data.clone();
+        mixed.info.subclasses = vec![0, 0, 1, 2];
+        assert!(matches!(mixed.by_subclass(), Err(Error::Config(m)) if m.contains("`p`")));
+        assert!(matches!(tiny().by_subclass(), Err(Error::BadRequest(_))));
+        let mut short = data;
+        short.info.subclasses.pop();
+        assert!(matches!(
+            Dataset::from_bytes(&short.to_bytes().unwrap()),
+            Err(Error::Config(m)) if m.contains("subclass")
+        ));
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! 5 | dd hmar preview edit                                          | the distilled student; HMAR; previews of f_hat; zero-shot edit masks
 //! 4 | vqvae var classifier                                          | the networks
 //! 3 | nn                                                            | the layers the networks share
-//! 2 | cpu                                                           | host kernels for the flex CPU device
-//! 1 | config weights sampler resample readback dataset input_image  | config, tensor files, sampling, resampling, host reads, input images
+//! 2 | cpu dataset                                                   | host kernels for the flex CPU device; the training data set file
+//! 1 | config weights sampler resample readback input_image          | config, tensor files, sampling, resampling, host reads, input images
 //! 0 | error activation                                              | typed errors, activation constants
 //! ```
 //!

@@ -380,3 +380,41 @@ fn hmar_pass_events_stream_every_pass_and_change_nothing() {
         "the same tokens without pass events"
     );
 }
+
+/// A model conditioned on subclasses generates each image of a class as the same weights
+/// do under the subclass its seed draws: two classes over three class-embedding rows (class
+/// 0: row 0; class 1: rows 1 and 2, drawn 1 : 3), against the same random weights read as
+/// three plain classes, in the teacher's and the student's pipelines.
+#[test]
+fn subclass_models_generate_under_the_row_each_seed_draws() {
+    let plain = dd_model();
+    let mut config = ModelConfig::emoji32_tiny(2);
+    config.subclasses = [("a", 0, 1.0), ("b", 1, 0.25), ("c", 1, 0.75)]
+        .map(|(name, class, share)| nextscale::config::Subclass {
+            name: name.into(),
+            class,
+            share,
+        })
+        .to_vec();
+    let subclassed = Model::random(config, 11, &Device::flex()).unwrap();
+    let mut rows_seen = [0; 3];
+    for seed in 0..6 {
+        for class in [0, 1] {
+            let row = subclassed.config.condition(Some(class), seed);
+            rows_seen[row] += 1;
+            for mode in [Mode::Var, Mode::Dd1] {
+                let mut under_class = request(vec![Some(class)], seed);
+                under_class.mode = mode;
+                let mut under_row = request(vec![Some(row)], seed);
+                under_row.mode = mode;
+                assert_eq!(
+                    final_pixels(&subclassed, under_class).1,
+                    final_pixels(&plain, under_row).1,
+                    "class {class}, seed {seed}, {mode:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(rows_seen[0], 6, "class 0 has one subclass");
+    assert!(rows_seen[1] > 0 && rows_seen[2] > 0, "{rows_seen:?}");
+}

@@ -1,6 +1,7 @@
 //! `nextscale data`: builds the emoji training set from an unpacked `emoji-datasource-*`
 //! npm package (DESIGN §6): the base emoji of the 9 categories, skin-tone variants,
-//! `Component` and exact duplicates dropped, composited on white, box-downsampled.
+//! `Component` and exact duplicates dropped, composited on white, box-downsampled; each
+//! image's subcategory is its subclass.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,7 @@ struct Entry {
     short_name: String,
     unified: String,
     category: String,
+    subcategory: String,
     sort_order: u32,
     #[serde(default)]
     has_img_google: bool,
@@ -144,6 +146,8 @@ pub fn run(args: DataArgs) -> Result<ExitCode> {
             class_names: CATEGORIES.iter().map(|s| s.to_string()).collect(),
             attribution: GOOGLE_ATTRIBUTION.to_string(),
             names: Vec::new(),
+            subclass_names: Vec::new(),
+            subclasses: Vec::new(),
         },
         size: args.size,
         pixels: Vec::new(),
@@ -197,6 +201,17 @@ pub fn run(args: DataArgs) -> Result<ExitCode> {
                 held_out_names.insert(e.short_name.clone());
             }
             per_class[label] += 1;
+            // Subcategories, in order of first appearance, are the subclasses.
+            let sub = data
+                .info
+                .subclass_names
+                .iter()
+                .position(|n| *n == e.subcategory)
+                .unwrap_or_else(|| {
+                    data.info.subclass_names.push(e.subcategory.clone());
+                    data.info.subclass_names.len() - 1
+                });
+            data.info.subclasses.push(sub);
             data.pixels.extend(load_image(&bytes, args.size, &path)?);
             data.labels.push(label);
             data.split.push(if held_out {
@@ -223,12 +238,13 @@ pub fn run(args: DataArgs) -> Result<ExitCode> {
     std::fs::write(&args.out, data.to_bytes()?)
         .with_context(|| format!("writing {}", args.out.display()))?;
     println!(
-        "wrote {}: {} images ({} train, {} held-out), {} classes",
+        "wrote {}: {} images ({} train, {} held-out), {} classes, {} subclasses",
         args.out.display(),
         data.len(),
         data.indices(Split::Train).len(),
         data.indices(Split::HeldOut).len(),
-        data.num_classes()
+        data.num_classes(),
+        data.info.subclass_names.len()
     );
     Ok(ExitCode::SUCCESS)
 }

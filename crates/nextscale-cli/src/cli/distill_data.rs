@@ -124,6 +124,8 @@ pub fn run(args: DistillDataArgs) -> Result<ExitCode> {
             mask_schedule: None,
             pass_events: false,
         };
+        // The student learns under the rows the teacher ran under (subclasses, if any).
+        let conditions = request.conditions(config);
         let mut generation =
             pollster::block_on(Generation::new(&model, request)?.with_flow(args.flow_steps))?;
         let mut tokens: Vec<Vec<u32>> = vec![Vec::with_capacity(l); n];
@@ -137,8 +139,8 @@ pub fn run(args: DistillDataArgs) -> Result<ExitCode> {
         let noise = generation
             .flow_noise()
             .context("the teacher ran without Ψ")?;
-        for (i, (seq, noise)) in tokens.iter().zip(noise).enumerate() {
-            pairs.push(noise, seq, (start + i) % k)?;
+        for ((seq, noise), &row) in tokens.iter().zip(noise).zip(&conditions) {
+            pairs.push(noise, seq, row as usize)?;
         }
         bar.inc(n as u64);
         progress::log_step(&bar);

@@ -84,9 +84,20 @@ pub fn run(path: &Path) -> Result<ExitCode> {
     if let Some(a) = &c.attribution {
         println!("attribution {a}");
     }
-    println!("classes     {}", c.num_classes);
+    match c.subclasses.len() {
+        0 => println!("classes     {}", c.num_classes),
+        n => println!("classes     {} (drawn under {n} subclasses)", c.num_classes),
+    }
     for (i, name) in c.class_names.iter().enumerate() {
-        println!("  {i:>4}  {name}");
+        let subclasses: Vec<&str> = (c.subclasses.iter())
+            .filter(|s| s.class == i)
+            .map(|s| s.name.as_str())
+            .collect();
+        if subclasses.is_empty() {
+            println!("  {i:>4}  {name}");
+        } else {
+            println!("  {i:>4}  {name}: {}", subclasses.join(", "));
+        }
     }
     println!("config      {}", serde_json::to_string_pretty(c)?);
     Ok(ExitCode::SUCCESS)

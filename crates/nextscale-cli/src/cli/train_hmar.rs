@@ -78,7 +78,7 @@ pub fn run(args: TrainHmarArgs) -> Result<ExitCode> {
         batch: args.teacher.batch,
         lr,
         label_drop: args.teacher.label_drop,
-        null: config.num_classes as i64,
+        null: config.cond_classes() as i64,
         name,
     };
     // The next-scale stage's grids show its own samples: no refinement pass.

@@ -92,8 +92,13 @@ pub struct TrainVarArgs {
     /// --twitter` set, the images named `twitter:…`) and exports the first style's: the
     /// styles share the network, while the model keeps the data set's classes in the first
     /// style.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "subclasses")]
     style_classes: bool,
+    /// Conditions the transformer on the data set's subclasses (the emoji subcategories)
+    /// instead of its classes: the model file keeps the classes, and draws each image of
+    /// a class under one of its subclasses, as often as the class's training images are.
+    #[arg(long)]
+    subclasses: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -114,6 +119,13 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
         config.class_names = data.info.class_names.clone();
         let sampler = BalancedSampler::new(&data, &data.indices(Split::Train))?;
         (data, sampler)
+    } else if args.subclasses {
+        // Batches stay balanced over the classes; each image's label is its subclass.
+        let (by_subclass, subclasses) = data.by_subclass()?;
+        println!("{} subclasses", subclasses.len());
+        config.subclasses = subclasses;
+        config.validate()?;
+        (by_subclass, sampler)
     } else {
         (data, sampler)
     };
@@ -141,7 +153,7 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
         batch: args.teacher.batch,
         lr: args.lr,
         label_drop: args.teacher.label_drop,
-        null: config.num_classes as i64,
+        null: config.cond_classes() as i64,
         name: "var",
     };
     stage.run(
@@ -159,8 +171,19 @@ pub fn run(args: TrainVarArgs) -> Result<ExitCode> {
         },
     )?;
     if let Some(path) = &args.run.export {
-        let config = &tokenizer.config;
-        tokenizer.export(config, &data, &run, VAR_PREFIX, path, args.run.dtype)?;
+        // The classes of the tokenizer's data set, with the subclasses if trained on them.
+        let export_config = ModelConfig {
+            subclasses: config.subclasses.clone(),
+            ..tokenizer.config.clone()
+        };
+        tokenizer.export(
+            &export_config,
+            &data,
+            &run,
+            VAR_PREFIX,
+            path,
+            args.run.dtype,
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -190,6 +213,7 @@ impl Tokenizer {
         config.hmar = None;
         config.sampling = None;
         config.preview = None;
+        config.subclasses = Vec::new();
         let state = read_state(&bytes, VAE_PREFIX)?;
         let mut src = ParamSource::load(&file, VAE_PREFIX, &Device::flex());
         let vae = Vqvae::new(&mut src, &config)?;
@@ -229,7 +253,7 @@ impl Tokenizer {
     ) -> Result<()> {
         let ck = run.load()?.context("no checkpoint to export")?;
         let mut transformer_state = read_state(&ck.bytes, prefix)?;
-        keep_classes(&mut transformer_state, prefix, config.num_classes)?;
+        keep_classes(&mut transformer_state, prefix, config.cond_classes())?;
         let (vae, vae_state) = (&self.vae, &self.state);
         let host = Device::flex();
         let mut config = config.clone();

@@ -27,12 +27,7 @@ impl DdState {
         let device = model.device();
         let (l, cvae) = (model.config.seq_len(), model.config.cvae);
         let b = request.labels.len();
-        let null = model.config.num_classes as i64;
-        let labels: Vec<i64> = request
-            .labels
-            .iter()
-            .map(|l| l.map_or(null, |v| v as i64))
-            .collect();
+        let labels = request.conditions(&model.config);
         let noise: Vec<f32> = (0..b as u64)
             .flat_map(|i| dd_noise(request.seed + i, l, cvae))
             .collect();

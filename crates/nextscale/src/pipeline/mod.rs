@@ -20,7 +20,7 @@ use hmar::HmarStep;
 use burn::tensor::{Int, Tensor, TensorData};
 use web_time::Instant;
 
-use crate::config::{HmarConfig, Sampling};
+use crate::config::{HmarConfig, ModelConfig, Sampling};
 use crate::dd::flow::FlowMap;
 use crate::edit::Edit;
 use crate::error::{Error, Result};
@@ -143,6 +143,15 @@ impl GenerateRequest {
         self.sampling.top_k = sampling.top_k;
         self.sampling.top_p = sampling.top_p;
         self
+    }
+
+    /// The class-embedding row of each image: its class, or one of the class's subclasses
+    /// drawn from the image's seed (`seed + i`), or the null row
+    /// ([`ModelConfig::condition`]).
+    pub fn conditions(&self, config: &ModelConfig) -> Vec<i64> {
+        (self.labels.iter().enumerate())
+            .map(|(i, &label)| config.condition(label, self.seed.wrapping_add(i as u64)) as i64)
+            .collect()
     }
 
     /// Checks every option against the model.
@@ -350,15 +359,11 @@ impl<'m> Generation<'m> {
         request.validate(model)?;
         let device = model.device();
         let b = request.labels.len();
-        let null = model.config.num_classes as i64;
+        let null = model.config.cond_classes() as i64;
         // cfg = 0 makes t = 0 at every scale, so the unconditional half cannot change the
         // result and is skipped.
         let guided = request.cfg > 0.0;
-        let mut labels: Vec<i64> = request
-            .labels
-            .iter()
-            .map(|l| l.map_or(null, |v| v as i64))
-            .collect();
+        let mut labels = request.conditions(&model.config);
         if guided {
             labels.extend(std::iter::repeat_n(null, b));
         }

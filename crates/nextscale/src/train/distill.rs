@@ -32,7 +32,8 @@ pub struct DistillInfo {
     pub top_p: f64,
     /// Euler steps of Ψ.
     pub flow_steps: usize,
-    /// Pair i used the noise of seed `seed + i` and class `i mod num_classes`.
+    /// Pair i used the noise of seed `seed + i` and class `i mod num_classes`, under the
+    /// class-embedding row its `labels` entry holds (a subclass, if the teacher has them).
     pub seed: u64,
     /// The teacher's config JSON (the student must match it).
     pub teacher_config: String,

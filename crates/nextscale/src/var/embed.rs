@@ -28,7 +28,7 @@ impl ScaleEmbed {
         let init_std = (1.0 / c as f64 / 3.0).sqrt();
         let first_l = config.patch_nums[0] * config.patch_nums[0];
         let l = config.seq_len();
-        let class_emb = Embedding::new(src, "class_emb", config.num_classes + 1, c, init_std)?;
+        let class_emb = Embedding::new(src, "class_emb", config.cond_classes() + 1, c, init_std)?;
         let pos_start = src.param("pos_start", [1, first_l, c], Init::Normal(init_std))?;
         let pos_1lc = src.param("pos_1LC", [1, l, c], Init::Normal(init_std))?;
         let lvl_embed = Embedding::new(src, "lvl_embed", config.patch_nums.len(), c, init_std)?;
@@ -38,7 +38,7 @@ impl ScaleEmbed {
             pos_1lc,
             lvl_embed,
             patch_nums: config.patch_nums.clone(),
-            num_classes: config.num_classes,
+            num_classes: config.cond_classes(),
         })
     }
 
@@ -55,7 +55,7 @@ impl ScaleEmbed {
             .collect()
     }
 
-    /// The class condition; label `num_classes` is the null class.
+    /// The class condition; label [`ModelConfig::cond_classes`] is the null class.
     ///
     /// # Shapes
     /// - labels: `[B]` → `[B, D]`

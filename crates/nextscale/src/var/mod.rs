@@ -78,7 +78,7 @@ impl Var {
         self.embed.begin_ends()
     }
 
-    /// The class condition; label `num_classes` is the null class.
+    /// The class condition; label [`ModelConfig::cond_classes`] is the null class.
     ///
     /// # Shapes
     /// - labels: `[B]` → `[B, D]`
