@@ -127,7 +127,8 @@ pub struct ModelConfig {
     pub hmar: Option<HmarConfig>,
     /// Finer conditions than the classes, when the transformer was trained on them: its
     /// class embedding then has a row per subclass (plus the null row), and each image of
-    /// a class is drawn under one of that class's subclasses ([`Self::condition`]).
+    /// a class is drawn under one of that class's subclasses
+    /// (`pipeline::GenerateRequest::conditions`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subclasses: Vec<Subclass>,
 }
@@ -535,40 +536,6 @@ impl ModelConfig {
         }
     }
 
-    /// The class-embedding row an image is generated under: the null row for `None`, the
-    /// class itself without subclasses, else one of the class's subclasses, drawn by
-    /// their shares from the image's seed. The draw hashes the seed on its own (SplitMix64),
-    /// so the tokens' random stream is the same with or without subclasses.
-    pub fn condition(&self, class: Option<usize>, seed: u64) -> usize {
-        let Some(class) = class else {
-            return self.cond_classes();
-        };
-        if self.subclasses.is_empty() {
-            return class;
-        }
-        let of_class = || {
-            self.subclasses
-                .iter()
-                .enumerate()
-                .filter(move |(_, s)| s.class == class)
-        };
-        let total: f64 = of_class().map(|(_, s)| s.share).sum();
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let mut u = (z >> 11) as f64 / (1u64 << 53) as f64 * total;
-        let mut last = class;
-        for (row, s) in of_class() {
-            last = row;
-            if u < s.share {
-                return row;
-            }
-            u -= s.share;
-        }
-        last
-    }
-
     /// The sampling requests default to: the model's recommendation, else the official one
     /// with its top-k capped at V (top-k 900 over fewer tokens keeps them all, as V does).
     pub fn default_sampling(&self) -> Sampling {
@@ -743,52 +710,6 @@ mod tests {
             name: name.into(),
             class,
             share,
-        }
-    }
-
-    /// Over 40,000 seeds each subclass is drawn as often as its share of its class says
-    /// (within 4.5 standard deviations of the binomial count), never under another class,
-    /// a zero share never; the null row follows the subclasses, and without subclasses a
-    /// class is its own row.
-    #[test]
-    fn conditions_draw_subclasses_by_their_shares() {
-        let mut c =
-            ModelConfig::from_json(&tiny_json().replace("\"num_classes\":10", "\"num_classes\":2"))
-                .unwrap();
-        assert_eq!(
-            (
-                c.cond_classes(),
-                c.condition(Some(1), 5),
-                c.condition(None, 5)
-            ),
-            (2, 1, 2)
-        );
-        c.subclasses = vec![
-            subclass("a", 0, 2.0),
-            subclass("b", 1, 1.0),
-            subclass("c", 0, 0.0),
-            subclass("d", 0, 6.0),
-            subclass("e", 1, 3.0),
-        ];
-        c.validate().unwrap();
-        assert_eq!((c.cond_classes(), c.condition(None, 5)), (5, 5));
-        let n = 40_000;
-        for (class, expect) in [
-            (0, [0.25, 0.0, 0.0, 0.75, 0.0]),
-            (1, [0.0, 0.25, 0.0, 0.0, 0.75]),
-        ] {
-            let mut counts = [0usize; 5];
-            for seed in 0..n {
-                counts[c.condition(Some(class), seed)] += 1;
-            }
-            for (row, (&count, p)) in counts.iter().zip(expect).enumerate() {
-                let sd = (n as f64 * p * (1.0 - p)).sqrt();
-                let off = (count as f64 - n as f64 * p).abs();
-                assert!(
-                    off <= 4.5 * sd,
-                    "class {class}, row {row}: {count} of {n}, share {p}"
-                );
-            }
         }
     }
 

@@ -100,6 +100,14 @@ impl TokenRng {
         Self(ChaCha8Rng::seed_from_u64(seed))
     }
 
+    /// The stream of an image seed's condition draw (its subclass): the key of its token
+    /// stream, on ChaCha's stream 1, so that neither draw changes the other.
+    pub fn for_condition(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(1);
+        Self(rng)
+    }
+
     /// A uniform draw in [0, 1) with 53 random bits.
     pub fn uniform(&mut self) -> f64 {
         (self.0.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)

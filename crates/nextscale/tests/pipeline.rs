@@ -389,18 +389,18 @@ fn hmar_pass_events_stream_every_pass_and_change_nothing() {
 fn subclass_models_generate_under_the_row_each_seed_draws() {
     let plain = dd_model();
     let mut config = ModelConfig::emoji32_tiny(2);
-    config.subclasses = [("a", 0, 1.0), ("b", 1, 0.25), ("c", 1, 0.75)]
-        .map(|(name, class, share)| nextscale::config::Subclass {
-            name: name.into(),
-            class,
-            share,
-        })
-        .to_vec();
+    config.subclasses = vec![
+        subclass("a", 0, 1.0),
+        subclass("b", 1, 0.25),
+        subclass("c", 1, 0.75),
+    ];
     let subclassed = Model::random(config, 11, &Device::flex()).unwrap();
     let mut rows_seen = [0; 3];
     for seed in 0..6 {
         for class in [0, 1] {
-            let row = subclassed.config.condition(Some(class), seed);
+            let row = request(vec![Some(class)], seed)
+                .conditions(&subclassed.config)
+                .unwrap()[0] as usize;
             rows_seen[row] += 1;
             for mode in [Mode::Var, Mode::Dd1] {
                 let mut under_class = request(vec![Some(class)], seed);
@@ -417,4 +417,66 @@ fn subclass_models_generate_under_the_row_each_seed_draws() {
     }
     assert_eq!(rows_seen[0], 6, "class 0 has one subclass");
     assert!(rows_seen[1] > 0 && rows_seen[2] > 0, "{rows_seen:?}");
+}
+
+fn subclass(name: &str, class: usize, share: f64) -> nextscale::config::Subclass {
+    nextscale::config::Subclass {
+        name: name.into(),
+        class,
+        share,
+    }
+}
+
+/// Over 40,000 seeds each subclass is drawn as often as its share of its class says
+/// (within 4.5 standard deviations of the binomial count), never under another class, a
+/// zero share never; the null row follows the subclasses, without subclasses a class is its
+/// own row, and a label past the classes is a typed error.
+#[test]
+fn conditions_draw_subclasses_by_their_shares() {
+    let mut config = ModelConfig::emoji32_tiny(2);
+    let rows = |config: &ModelConfig, label: Option<usize>| {
+        request(vec![label], 5).conditions(config).unwrap()[0]
+    };
+    assert_eq!(
+        (
+            config.cond_classes(),
+            rows(&config, Some(1)),
+            rows(&config, None)
+        ),
+        (2, 1, 2)
+    );
+    config.subclasses = vec![
+        subclass("a", 0, 2.0),
+        subclass("b", 1, 1.0),
+        subclass("c", 0, 0.0),
+        subclass("d", 0, 6.0),
+        subclass("e", 1, 3.0),
+    ];
+    config.validate().unwrap();
+    assert_eq!((config.cond_classes(), rows(&config, None)), (5, 5));
+    assert!(matches!(
+        request(vec![Some(2)], 5).conditions(&config),
+        Err(Error::ClassOutOfRange { label: 2, .. })
+    ));
+    let n = 40_000;
+    for (class, expect) in [
+        (0, [0.25, 0.0, 0.0, 0.75, 0.0]),
+        (1, [0.0, 0.25, 0.0, 0.0, 0.75]),
+    ] {
+        let mut counts = [0usize; 5];
+        for row in GenerateRequest::new(Some(class), n, 0)
+            .conditions(&config)
+            .unwrap()
+        {
+            counts[row as usize] += 1;
+        }
+        for (row, (&count, p)) in counts.iter().zip(expect).enumerate() {
+            let sd = (n as f64 * p * (1.0 - p)).sqrt();
+            let off = (count as f64 - n as f64 * p).abs();
+            assert!(
+                off <= 4.5 * sd,
+                "class {class}, row {row}: {count} of {n}, share {p}"
+            );
+        }
+    }
 }

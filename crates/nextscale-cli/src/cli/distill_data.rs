@@ -125,7 +125,7 @@ pub fn run(args: DistillDataArgs) -> Result<ExitCode> {
             pass_events: false,
         };
         // The student learns under the rows the teacher ran under (subclasses, if any).
-        let conditions = request.conditions(config);
+        let conditions = request.conditions(config)?;
         let mut generation =
             pollster::block_on(Generation::new(&model, request)?.with_flow(args.flow_steps))?;
         let mut tokens: Vec<Vec<u32>> = vec![Vec::with_capacity(l); n];

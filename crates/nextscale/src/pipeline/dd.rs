@@ -27,7 +27,7 @@ impl DdState {
         let device = model.device();
         let (l, cvae) = (model.config.seq_len(), model.config.cvae);
         let b = request.labels.len();
-        let labels = request.conditions(&model.config);
+        let labels = request.conditions(&model.config)?;
         let noise: Vec<f32> = (0..b as u64)
             .flat_map(|i| dd_noise(request.seed + i, l, cvae))
             .collect();

@@ -145,12 +145,29 @@ impl GenerateRequest {
         self
     }
 
-    /// The class-embedding row of each image: its class, or one of the class's subclasses
-    /// drawn from the image's seed (`seed + i`), or the null row
-    /// ([`ModelConfig::condition`]).
-    pub fn conditions(&self, config: &ModelConfig) -> Vec<i64> {
+    /// The class-embedding row of each image: the null row for no class, the class itself
+    /// in a model without subclasses, else one of the class's subclasses drawn by their
+    /// shares from the image's seed (`seed + i`) on a stream of its own
+    /// ([`TokenRng::for_condition`]), so that the tokens' stream is the same either way.
+    /// A label that is not one of the model's classes is an error.
+    pub fn conditions(&self, config: &ModelConfig) -> Result<Vec<i64>> {
+        let draw = |class: usize, seed: u64| {
+            let rows: Vec<usize> = (0..config.subclasses.len())
+                .filter(|&row| config.subclasses[row].class == class)
+                .collect();
+            let shares: Vec<f64> = rows.iter().map(|&r| config.subclasses[r].share).collect();
+            // A valid config gives every class a subclass with a positive share.
+            rows[TokenRng::for_condition(seed).categorical(&shares)]
+        };
         (self.labels.iter().enumerate())
-            .map(|(i, &label)| config.condition(label, self.seed.wrapping_add(i as u64)) as i64)
+            .map(|(i, &label)| {
+                let row = match label.map(|class| config.check_class(class)).transpose()? {
+                    None => config.cond_classes(),
+                    Some(class) if config.subclasses.is_empty() => class,
+                    Some(class) => draw(class, self.seed.wrapping_add(i as u64)),
+                };
+                Ok(row as i64)
+            })
             .collect()
     }
 
@@ -363,7 +380,7 @@ impl<'m> Generation<'m> {
         // cfg = 0 makes t = 0 at every scale, so the unconditional half cannot change the
         // result and is skipped.
         let guided = request.cfg > 0.0;
-        let mut labels = request.conditions(&model.config);
+        let mut labels = request.conditions(&model.config)?;
         if guided {
             labels.extend(std::iter::repeat_n(null, b));
         }
