@@ -5,6 +5,15 @@
 # kernels) and in headless Chromium (WebGPU), and the end-to-end tests of the built demo
 # page in Chromium (the threaded CPU build among them); then prints one `N passed, N failed`
 # line, and how long each stage took.
+#
+# Building dominates the run on 2 cores, so each build serves as much as it can:
+# - clippy lints the workspace's crates while they compile for the tests (clippy-driver as
+#   cargo's workspace wrapper with `-D warnings`, what `cargo clippy -- -D warnings` sets up),
+#   instead of a second, check-only build of every dependency per target;
+# - one native build serves the whole workspace, nextscale-wasm's native request corpus
+#   included;
+# - the fuzz smoke (nightly, its own target directory) runs in the background beside the
+#   native stage, whose crates and tests leave a core idle much of the time.
 # Extra fixture directories: NEXTSCALE_FIXTURES=a:b.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,41 +35,48 @@ scripts/setup.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (native, -D warnings)"
-cargo clippy --locked --workspace --exclude nextscale-wasm --all-targets -- -D warnings
+# Lints as `cargo clippy -- -D warnings` does, for the workspace's own crates only.
+clippy_driver=$(rustup which clippy-driver)
+with_clippy() {
+  RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS='-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__' "$@"
+}
 
-step "cargo test (native)"
-# The wgpu test runs on lavapipe; the shortest autotune keeps it quick without changing results.
 mkdir -p target
-CUBECL_AUTOTUNE_LEVEL=minimal cargo test --locked --workspace --exclude nextscale-wasm 2>&1 |
+fuzz_log=target/fuzz-smoke.log
+printf '\n==> fuzz smoke: every target for 5 s (scripts/fuzz.sh 5), in the background into %s\n' "$fuzz_log"
+setsid bash -c 'scripts/fuzz.sh 5 && echo "fuzz smoke took $SECONDS s beside the native stage"' \
+  >"$fuzz_log" 2>&1 &
+fuzz_pid=$!
+trap 'kill -- -"$fuzz_pid" 2>/dev/null || true' EXIT
+
+# The whole workspace without default features: the CLI still turns on the core's, and
+# nextscale-wasm builds without WebGPU, as its request corpus needs (its wasm-only tests
+# compile to nothing natively). The wgpu test runs on lavapipe; the shortest autotune keeps
+# it quick without changing results.
+step "cargo test (native, linted by clippy -D warnings as it builds)"
+CUBECL_AUTOTUNE_LEVEL=minimal with_clippy cargo test --locked --workspace --no-default-features 2>&1 |
   tee target/test-output.log
 
-# The engine's generate-request parser replays its fuzz corpus natively (it is wasm-bindgen
-# code, but the parser itself is plain Rust).
-step "cargo test: nextscale-wasm's request corpus (native)"
-cargo test --locked -p nextscale-wasm --no-default-features --test request_corpus 2>&1 |
+step "fuzz smoke: its background run"
+if ! wait "$fuzz_pid"; then
+  cat "$fuzz_log"
+  exit 1
+fi
+grep -E '^\[fuzz\] .*executions|^fuzz smoke took' "$fuzz_log"
+printf 'fuzz smoke: %s passed; 0 failed\n' "$(grep -c 'no crash, timeout or OOM' "$fuzz_log")" |
   tee -a target/test-output.log
-
-# A short smoke run of every fuzz target (the long runs are scripts/fuzz.sh, by hand).
-step "fuzz smoke: every target for 5 s (scripts/fuzz.sh 5)"
-scripts/fuzz.sh 5 2>&1 | tee target/fuzz-smoke.log
-printf 'fuzz smoke: %s passed; 0 failed\n' "$(grep -c 'no crash, timeout or OOM' target/fuzz-smoke.log)" |
-  tee -a target/test-output.log
-
-step "nextscale-wasm for wasm32: clippy"
-cargo clippy --locked -p nextscale-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
 
 # One dev-profile wasm build of the test binary serves both runs; the fixture parity runs in
 # wasm on flex (node) and on SwiftShader's WebGPU (Chromium, flags in webdriver.json).
-step "wasm-pack test --node (flex CPU)"
-wasm-pack test --node crates/nextscale-wasm --locked -- --nocapture 2>&1 | tee -a target/test-output.log
+step "wasm-pack test --node (flex CPU; nextscale-wasm linted for wasm32 as it builds)"
+with_clippy wasm-pack test --node crates/nextscale-wasm --locked -- --nocapture 2>&1 | tee -a target/test-output.log
 
 # Only the WebGPU test: the CPU tests ran in node above, and in a page their long
 # synchronous runs on the main thread starve the test runner's polling (the demo page's
 # tests cover the CPU engine in Chromium, on a worker).
 step "wasm-pack test --headless --chrome (WebGPU)"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_USE_BROWSER=1 WASM_BINDGEN_TEST_TIMEOUT=300 \
-  wasm-pack test --headless --chrome crates/nextscale-wasm --locked -- --nocapture webgpu 2>&1 |
+  with_clippy wasm-pack test --headless --chrome crates/nextscale-wasm --locked -- --nocapture webgpu 2>&1 |
   tee -a target/test-output.log
 
 step "npm package (dev wasm builds: single-threaded, and threaded on the pinned nightly) and demo page"

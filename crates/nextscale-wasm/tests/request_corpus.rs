@@ -1,8 +1,9 @@
 //! Replays the committed inputs of the `generate_options` fuzz target
 //! (`fuzz/seeds/generate_options/` and `fuzz/corpus/generate_options/`) through the engine's request parser natively: every
 //! JSON input is refused with `E_BAD_REQUEST` or becomes a request that generates to the
-//! end on the seed model, never a panic. Run natively (`scripts/test.sh` does:
-//! `cargo test -p nextscale-wasm --no-default-features --test request_corpus`).
+//! end on the seed model, never a panic. Run natively: `scripts/test.sh` builds the whole
+//! workspace with `--no-default-features`; alone, `cargo test -p nextscale-wasm
+//! --no-default-features --test request_corpus`.
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::path::Path;

@@ -7,6 +7,9 @@
 //! Tolerances: tokens exact; floats ≤ 1e-4 on the CPU (the fixture's float noise is below
 //! 3.5e-5) and ≤ 1e-3 on WebGPU (measured 1.5e-5 on SwiftShader; the bound leaves room for
 //! GPUs whose kernels sum f32 in another order or contract to FMA).
+//!
+//! wasm only: the native build of the workspace (`scripts/test.sh`) compiles it to nothing.
+#![cfg(target_arch = "wasm32")]
 
 use std::cell::RefCell;
 use std::collections::HashMap;
