@@ -12,11 +12,16 @@
 #   instead of a second, check-only build of every dependency per target;
 # - one native build serves the whole workspace, nextscale-wasm's native request corpus
 #   included;
-# - the fuzz smoke (nightly, its own target directory) runs in the background beside the
-#   native stage, whose crates and tests leave a core idle much of the time.
+# - the two nightly builds, each in a target directory of its own, run in the background
+#   where a core is often idle: the fuzz smoke beside the native stage, the threaded wasm
+#   build beside the native tests and the wasm engine's node tests;
+# - nothing is built incrementally (CARGO_INCREMENTAL=0): every build here is a first one.
+#
 # Extra fixture directories: NEXTSCALE_FIXTURES=a:b.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+export CARGO_INCREMENTAL=0
 
 timings=()
 stage=""
@@ -41,28 +46,49 @@ with_clippy() {
   RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS='-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__' "$@"
 }
 
+# Starts COMMAND in the background, in a session of its own (one kill ends it and its
+# children), its output into LOG; sets bg_pid. Usage: background LOG COMMAND...
+bg_pids=()
+background() {
+  local log=$1
+  shift
+  printf '\n==> in the background, into %s: %s\n' "$log" "$*"
+  setsid --wait "$@" >"$log" 2>&1 &
+  bg_pid=$!
+  bg_pids+=("$bg_pid")
+}
+# Waits for a background command; if it failed, prints its log and stops. Usage: await PID LOG
+await() {
+  if ! wait "$1"; then
+    cat "$2"
+    exit 1
+  fi
+}
+trap 'for p in "${bg_pids[@]}"; do kill -- -"$p" 2>/dev/null || true; done' EXIT
+
 mkdir -p target
 fuzz_log=target/fuzz-smoke.log
-printf '\n==> fuzz smoke: every target for 5 s (scripts/fuzz.sh 5), in the background into %s\n' "$fuzz_log"
-setsid bash -c 'scripts/fuzz.sh 5 && echo "fuzz smoke took $SECONDS s beside the native stage"' \
-  >"$fuzz_log" 2>&1 &
-fuzz_pid=$!
-trap 'kill -- -"$fuzz_pid" 2>/dev/null || true' EXIT
+background "$fuzz_log" bash -c 'scripts/fuzz.sh 5 && echo "fuzz smoke: every target for 5 s, $SECONDS s in all"'
+fuzz_pid=$bg_pid
 
 # The whole workspace without default features: the CLI still turns on the core's, and
 # nextscale-wasm builds without WebGPU, as its request corpus needs (its wasm-only tests
 # compile to nothing natively). The wgpu test runs on lavapipe; the shortest autotune keeps
 # it quick without changing results.
-step "cargo test (native, linted by clippy -D warnings as it builds)"
-CUBECL_AUTOTUNE_LEVEL=minimal with_clippy cargo test --locked --workspace --no-default-features 2>&1 |
-  tee target/test-output.log
+native_tests=(env CUBECL_AUTOTUNE_LEVEL=minimal cargo test --locked --workspace --no-default-features)
+step "native build of the tests (linted by clippy -D warnings as it builds)"
+with_clippy "${native_tests[@]}" --no-run
+
+threads_log=target/threads-build.log
+background "$threads_log" node pkg/scripts/build.mjs --dev --threads-only
+threads_pid=$bg_pid
+
+step "cargo test (native)"
+with_clippy "${native_tests[@]}" 2>&1 | tee target/test-output.log
 
 step "fuzz smoke: its background run"
-if ! wait "$fuzz_pid"; then
-  cat "$fuzz_log"
-  exit 1
-fi
-grep -E '^\[fuzz\] .*executions|^fuzz smoke took' "$fuzz_log"
+await "$fuzz_pid" "$fuzz_log"
+grep -E '^\[fuzz\] .*executions|^fuzz smoke: ' "$fuzz_log"
 printf 'fuzz smoke: %s passed; 0 failed\n' "$(grep -c 'no crash, timeout or OOM' "$fuzz_log")" |
   tee -a target/test-output.log
 
@@ -75,13 +101,17 @@ with_clippy wasm-pack test --node crates/nextscale-wasm --locked -- --nocapture 
 # synchronous runs on the main thread starve the test runner's polling (the demo page's
 # tests cover the CPU engine in Chromium, on a worker).
 step "wasm-pack test --headless --chrome (WebGPU)"
+# The background threaded build ends here, so the browser runs from here on, which have
+# timeouts, get both cores.
+await "$threads_pid" "$threads_log"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_USE_BROWSER=1 WASM_BINDGEN_TEST_TIMEOUT=300 \
   with_clippy wasm-pack test --headless --chrome crates/nextscale-wasm --locked -- --nocapture webgpu 2>&1 |
   tee -a target/test-output.log
 
 step "npm package (dev wasm builds: single-threaded, and threaded on the pinned nightly) and demo page"
 scripts/models.sh "${CARGO_TARGET_DIR:-target}/debug/nextscale"
-npm run build:dev -w pkg
+# Under the wrapper, the single-threaded build reuses the wasm test build's crates.
+with_clippy npm run build:dev -w pkg
 npm run build -w web
 
 step "demo page in Chromium (playwright-core)"

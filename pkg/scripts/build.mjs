@@ -6,6 +6,8 @@
 // Release builds then run npm binaryen's wasm-opt.
 //   node scripts/build.mjs          release (profile wasm-release + wasm-opt -Oz)
 //   node scripts/build.mjs --dev    dev profile, no wasm-opt (quick, for tests)
+//   --threads-only                  only the threaded build, into dist/wasm-threads (no
+//                                   tsc; scripts/test.sh warms its cargo build up with it)
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { readFileSync, rmSync, statSync } from 'node:fs';
@@ -17,6 +19,7 @@ const pkgDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const rootDir = resolve(pkgDir, '..');
 const crateDir = resolve(rootDir, 'crates/nextscale-wasm');
 const dev = process.argv.includes('--dev');
+const threadsOnly = process.argv.includes('--threads-only');
 const require = createRequire(import.meta.url);
 const WASM_OPT_FEATURES = ['--enable-simd', '--enable-bulk-memory', '--enable-nontrapping-float-to-int',
   '--enable-sign-ext', '--enable-mutable-globals', '--enable-reference-types', '--enable-multivalue'];
@@ -54,6 +57,10 @@ function buildSingle() {
   console.error(`[pkg] ${wasm}: ${sizes(wasm)} (${statSync(wasm).size} bytes)`);
 }
 
+/** scripts/test.sh lints through the stable clippy-driver as cargo's workspace wrapper, which
+ * cannot drive the nightly build (`-Z build-std`); undefined drops the variable for the child. */
+const NO_STABLE_WRAPPER = { RUSTC_WORKSPACE_WRAPPER: undefined, CLIPPY_ARGS: undefined };
+
 /** The threaded CPU build: std rebuilt with atomics, memory shared and imported (at most
  * 4 GiB), the TLS symbols exported for wasm-bindgen's thread start-up, and the matrix
  * kernels on relaxed SIMD (feature `threads`; the engine worker takes this build only where
@@ -71,16 +78,21 @@ function buildThreads() {
     `+${toolchain}`, 'build', '--locked', '-p', 'nextscale-wasm', '--lib', '--target', 'wasm32-unknown-unknown',
     '--no-default-features', '--features', 'threads', '--profile', profile,
     '-Z', 'build-std=panic_abort,std', '--target-dir', targetDir,
-  ], { ...process.env, RUSTFLAGS: rustflags });
+  ], { ...process.env, RUSTFLAGS: rustflags, ...NO_STABLE_WRAPPER });
   const built = join(targetDir, 'wasm32-unknown-unknown', dev ? 'debug' : profile, 'nextscale_wasm.wasm');
   const outDir = join(pkgDir, 'dist', 'wasm-threads');
+  rmSync(outDir, { recursive: true, force: true });
   run('wasm-bindgen', ['--target', 'web', '--out-dir', outDir, '--out-name', 'nextscale_wasm', built]);
   const wasm = join(outDir, 'nextscale_wasm_bg.wasm');
   if (!dev) wasmOpt(wasm, ['--enable-threads', '--enable-relaxed-simd']);
   console.error(`[pkg] ${wasm}: ${sizes(wasm)} (${statSync(wasm).size} bytes)`);
 }
 
-rmSync(join(pkgDir, 'dist'), { recursive: true, force: true });
-buildSingle();
-buildThreads();
-run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', pkgDir]);
+if (threadsOnly) {
+  buildThreads();
+} else {
+  rmSync(join(pkgDir, 'dist'), { recursive: true, force: true });
+  buildSingle();
+  buildThreads();
+  run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', pkgDir]);
+}
