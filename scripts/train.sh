@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole native training pipeline on CPU (flex autodiff), as used for the bundled model:
-# data → VQ-VAE tokenizer → VAR teacher → Distilled-Decoding pairs (the teacher driven by
-# the flow map Ψ) → DD student (teacher + student exported to
-# web/public/models/emoji32.safetensors) → evaluator classifier → the teacher's sampling
+# data → VQ-VAE tokenizer → VAR teacher (conditioned on the subcategories) →
+# Distilled-Decoding pairs (the teacher driven by the flow map Ψ) → DD student (teacher +
+# student exported to web/public/models/emoji32.safetensors) → evaluator classifier → the teacher's sampling
 # tuned on the evaluator and stored in the model file → evaluation of every mode; then HMAR
 # on the same tokenizer (next-scale stage, masked fine-tune, exported to
 # web/public/models/hmar-emoji32.safetensors), its sampling tuned the same way, evaluated.
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 scripts/prepare-data.sh
 bin=target/release/nextscale
 time "$bin" train-vqvae --steps "${VQVAE_STEPS:-4000}" --until "${VQVAE_UNTIL:-2000}" --out runs/vqvae
-time "$bin" train-var --steps "${VAR_STEPS:-3000}" --lr 8e-4 --out runs/var \
+time "$bin" train-var --steps "${VAR_STEPS:-3000}" --lr 8e-4 --out runs/var --subclasses \
   --vqvae runs/vqvae/checkpoint.safetensors --export runs/var/teacher.safetensors
 time "$bin" distill-data --model runs/var/teacher.safetensors --count "${DD_PAIRS:-20480}" \
   --out data/distill.safetensors
