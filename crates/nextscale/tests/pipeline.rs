@@ -419,6 +419,130 @@ fn subclass_models_generate_under_the_row_each_seed_draws() {
     assert!(rows_seen[1] > 0 && rows_seen[2] > 0, "{rows_seen:?}");
 }
 
+/// An edit in a model conditioned on subclasses is generated under a subclass drawn from
+/// the posterior given the tokens it keeps, share × p(kept | row), on the image's condition
+/// stream. The weights are var-tiny-a's with its class embedding scaled up, so that rows
+/// differ in likelihood, read once as its ten classes and once as two classes of five
+/// subclasses each. The reference scores each row on the host (the plain model
+/// teacher-forced over the input pyramid, log-softmax and the kept tokens summed here);
+/// the edit must match the plain model's edit under the row drawn. The input is an image the
+/// plain model generated under row 1, a small share, so the likelihood has to overturn the
+/// prior on some seeds; a class with one subclass has nothing to score.
+#[test]
+fn edits_take_the_subclass_their_kept_tokens_make_likely() {
+    use nextscale::edit::{Edit, EditBox, keep_per_scale};
+    use nextscale::sampler::TokenRng;
+    use nextscale::weights::WeightFile;
+
+    let (config, bytes) = common::fixture_parts("var-tiny-a");
+    let source = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let class_emb: Vec<u8> = (source.tensor("var.class_emb.weight").unwrap().data())
+        .chunks_exact(4)
+        .flat_map(|b| (30.0 * f32::from_le_bytes(b.try_into().unwrap())).to_le_bytes())
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = (source.tensors().into_iter())
+        .map(|(name, view)| match name.as_str() {
+            "var.class_emb.weight" => {
+                let shape = view.shape().to_vec();
+                let scaled =
+                    safetensors::tensor::TensorView::new(view.dtype(), shape, &class_emb).unwrap();
+                (name, scaled)
+            }
+            _ => (name, view),
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, None).unwrap();
+    let file = WeightFile::parse(&bytes).unwrap();
+    let device = Device::flex();
+    let plain = Model::from_weights(config.clone(), &file, &device).unwrap();
+    let mut split = config;
+    split.num_classes = 2;
+    split.class_names.clear();
+    // Class 0: row 0 alone; class 1: rows 1..=9, row 1 with the smallest share.
+    split.subclasses = std::iter::once(subclass("r0", 0, 1.0))
+        .chain((1..10).map(|r| subclass(&format!("r{r}"), 1, if r == 1 { 0.02 } else { 1.0 })))
+        .collect();
+    let subclassed = Model::from_weights(split, &file, &device).unwrap();
+    let patch_nums = plain.config.patch_nums.clone();
+    let big = *patch_nums.last().unwrap();
+    let input: Vec<Vec<u32>> = tokens_of(&plain, request(vec![Some(1)], 3))
+        .into_iter()
+        .map(|mut scale| scale.remove(0))
+        .collect();
+    let keep = keep_per_scale(
+        &EditBox::new([0.25, 0.25, 0.75, 0.75])
+            .unwrap()
+            .keep_mask(big, false),
+        &patch_nums,
+    );
+    let edit = Edit {
+        input_idx: vec![input.clone()],
+        keep: keep.clone(),
+    };
+    let idx_bl: Vec<Tensor<2, Int>> = (input.iter())
+        .map(|t| {
+            let values: Vec<i64> = t.iter().map(|&v| v as i64).collect();
+            Tensor::from_data(TensorData::new(values, [1, t.len()]), &device)
+        })
+        .collect();
+    let v = plain.config.vocab_size;
+    let log_lik: Vec<f64> = (1..10)
+        .map(|row| {
+            let x = plain.vae.quantize.idx_to_var_input(&idx_bl);
+            let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![row], [1]), &device);
+            let var = plain.var("test").unwrap();
+            let logits = var
+                .forward(labels, x)
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap();
+            (input.iter().flatten().zip(keep.iter().flatten()))
+                .zip(logits.chunks_exact(v))
+                .filter(|((_, kept), _)| **kept)
+                .map(|((&target, _), row)| {
+                    let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                    let z: f64 = row.iter().map(|&x| (x as f64 - top).exp()).sum();
+                    row[target as usize] as f64 - top - z.ln()
+                })
+                .sum()
+        })
+        .collect();
+    let top = log_lik.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let posterior: Vec<f64> = (1..10)
+        .zip(&log_lik)
+        .map(|(row, l)| if row == 1 { 0.02 } else { 1.0 } * (l - top).exp())
+        .collect();
+    let mut overturned = 0;
+    for seed in 0..8 {
+        let row = 1 + TokenRng::for_condition(seed).categorical(&posterior);
+        let by_share = request(vec![Some(1)], seed)
+            .conditions(&subclassed.config)
+            .unwrap()[0];
+        overturned += usize::from(row as i64 != by_share);
+        let mut under_class = request(vec![Some(1)], seed);
+        under_class.edit = Some(edit.clone());
+        let mut under_row = request(vec![Some(row)], seed);
+        under_row.edit = Some(edit.clone());
+        assert_eq!(
+            final_pixels(&subclassed, under_class).1,
+            final_pixels(&plain, under_row).1,
+            "seed {seed}: row {row} (log-likelihoods {log_lik:.2?})"
+        );
+        let mut single = request(vec![Some(0)], seed);
+        single.edit = Some(edit.clone());
+        let mut row0 = request(vec![Some(0)], seed);
+        row0.edit = Some(edit.clone());
+        assert_eq!(
+            final_pixels(&subclassed, single).1,
+            final_pixels(&plain, row0).1
+        );
+    }
+    assert!(
+        overturned > 0,
+        "the kept tokens never changed the draw (log-likelihoods {log_lik:.2?})"
+    );
+}
+
 fn subclass(name: &str, class: usize, share: f64) -> nextscale::config::Subclass {
     nextscale::config::Subclass {
         name: name.into(),

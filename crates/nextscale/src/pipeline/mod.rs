@@ -12,12 +12,13 @@
 mod dd;
 mod hmar;
 mod parallel;
+mod posterior;
 
 pub use hmar::DrawReplay;
 
 use hmar::HmarStep;
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use web_time::Instant;
 
 use crate::config::{HmarConfig, ModelConfig, Sampling};
@@ -31,7 +32,7 @@ use crate::sampler::{
     SamplingOptions, TokenRng, cfg_weight, dd_noise, filter, guide, gumbel_soft, sample_token,
     softmax,
 };
-use crate::var::{KvCache, Modulations};
+use crate::var::{KvCache, Modulations, Var};
 
 /// Largest batch a request may ask for.
 pub const MAX_BATCH: usize = 64;
@@ -380,22 +381,9 @@ impl<'m> Generation<'m> {
         // cfg = 0 makes t = 0 at every scale, so the unconditional half cannot change the
         // result and is skipped.
         let guided = request.cfg > 0.0;
-        let mut labels = request.conditions(&model.config)?;
-        if guided {
-            labels.extend(std::iter::repeat_n(null, b));
-        }
-        let n = labels.len();
-        let labels_n = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device);
+        let labels_n = pass_labels(request.conditions(&model.config)?, guided, null, device);
         let (next_x_blc, passes) = match &model.transformer {
-            Transformer::Var(var) => {
-                let cond_bd = var.cond(labels_n);
-                let sos_blc = var.sos(cond_bd.clone());
-                let passes = Passes::Var {
-                    caches: var.new_caches(),
-                    modulations: Box::new(var.modulations(cond_bd)),
-                };
-                (sos_blc, passes)
-            }
+            Transformer::Var(var) => var_start(var, labels_n),
             Transformer::Hmar(h) => {
                 let cond_bd = h.embed().cond(labels_n);
                 let sos_blc = h.embed().sos(cond_bd.clone());
@@ -541,7 +529,30 @@ impl<'m> Generation<'m> {
         }
     }
 
+    /// An edit in a model with subclasses starts again under the subclasses its kept
+    /// tokens make likely ([`posterior`]), in place of the ones drawn by shares.
+    async fn condition_edit(&mut self) -> Result<()> {
+        let model = self.model;
+        let Some(edit) = self.request.edit.as_ref() else {
+            return Ok(());
+        };
+        if model.config.subclasses.is_empty() {
+            return Ok(());
+        }
+        let var = model.var("an edit")?;
+        let labels = posterior::edit_conditions(model, &self.request, edit).await?;
+        let null = model.config.cond_classes() as i64;
+        let labels_n = pass_labels(labels, self.guided, null, model.device());
+        let (sos_blc, passes) = var_start(var, labels_n);
+        self.next_x_blc = Some(sos_blc);
+        self.passes = passes;
+        Ok(())
+    }
+
     async fn step(&mut self) -> Result<(Vec<Vec<u32>>, Tensor<4>)> {
+        if self.si == 0 {
+            self.condition_edit().await?;
+        }
         let model = self.model;
         let config = &model.config;
         let (si, sn) = (self.si, self.num_scales());
@@ -710,6 +721,26 @@ impl PassLogits {
         }
         row
     }
+}
+
+/// The class-embedding rows of a pass: the B conditions, then with guidance B null rows.
+fn pass_labels(mut labels: Vec<i64>, guided: bool, null: i64, device: &Device) -> Tensor<1, Int> {
+    if guided {
+        labels.extend(std::iter::repeat_n(null, labels.len()));
+    }
+    let n = labels.len();
+    Tensor::from_data(TensorData::new(labels, [n]), device)
+}
+
+/// The first scale's input and the KV-cached state of a VAR pass under `labels_n`.
+fn var_start(var: &Var, labels_n: Tensor<1, Int>) -> (Tensor<3>, Passes) {
+    let cond_bd = var.cond(labels_n);
+    let sos_blc = var.sos(cond_bd.clone());
+    let passes = Passes::Var {
+        caches: var.new_caches(),
+        modulations: Box::new(var.modulations(cond_bd)),
+    };
+    (sos_blc, passes)
 }
 
 fn ms_since(t: Instant) -> f64 {
