@@ -342,6 +342,18 @@ fn train_resume_export_sample_and_eval() {
         !changed.status.success(),
         "other settings must not extend the file"
     );
+    // --model-sampling draws with the file's recommendation (now cfg 1, top-k 0, top-p
+    // 0.6): the same settings as those options by hand, so each extends the other's file.
+    let by_file = dir.path().join("pairs-by-file.safetensors");
+    let file_args = [&pairs_args[..4], &[p(&by_file)], &pairs_args[5..]].concat();
+    ok(&[&file_args[..], &["--model-sampling", "--count", "4"]].concat());
+    let by_hand = [
+        "--cfg", "1", "--top-k", "0", "--top-p", "0.6", "--count", "6",
+    ];
+    let text = ok(&[&file_args[..], &by_hand[..]].concat());
+    assert!(text.contains("from 4 pairs"), "{text}");
+    let both = nextscale(&[&file_args[..], &["--model-sampling", "--cfg", "1"]].concat());
+    assert!(!both.status.success(), "--model-sampling replaces --cfg");
 
     let dd = dir.path().join("dd");
     let student = dir.path().join("student.safetensors");

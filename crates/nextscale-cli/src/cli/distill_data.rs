@@ -41,6 +41,10 @@ pub struct DistillDataArgs {
     /// Top-p mask of the teacher's distributions (0: off).
     #[arg(long, default_value_t = Sampling::OFFICIAL.top_p)]
     top_p: f64,
+    /// Draw with the sampling the teacher file recommends (`tune-sampling --write`), the
+    /// one the page samples the teacher with, instead of --cfg, --top-k and --top-p.
+    #[arg(long, conflicts_with_all = ["cfg", "top_k", "top_p"])]
+    model_sampling: bool,
     /// Euler steps of Ψ.
     #[arg(long, default_value_t = 32)]
     flow_steps: usize,
@@ -68,6 +72,21 @@ pub fn run(args: DistillDataArgs) -> Result<ExitCode> {
     anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
     let model = load::model(&args.model, &Device::flex())?;
     let config = &model.config;
+    let sampling = if args.model_sampling {
+        config.sampling.with_context(|| {
+            format!(
+                "{} recommends no sampling; run `nextscale tune-sampling --model {} --write` first",
+                args.model.display(),
+                args.model.display()
+            )
+        })?
+    } else {
+        Sampling {
+            cfg: args.cfg,
+            top_k: args.top_k,
+            top_p: args.top_p,
+        }
+    };
     let mut teacher = config.clone();
     // The teacher's identity is its weights' config: not the student, the preview matrix or
     // a recommended sampling (this command takes its sampling from the options), so that
@@ -76,9 +95,9 @@ pub fn run(args: DistillDataArgs) -> Result<ExitCode> {
     teacher.preview = None;
     teacher.sampling = None;
     let info = DistillInfo {
-        cfg: args.cfg,
-        top_k: args.top_k,
-        top_p: args.top_p,
+        cfg: sampling.cfg,
+        top_k: sampling.top_k,
+        top_p: sampling.top_p,
         flow_steps: args.flow_steps,
         seed: args.seed,
         teacher_config: teacher.to_json(),
@@ -112,10 +131,10 @@ pub fn run(args: DistillDataArgs) -> Result<ExitCode> {
         let request = GenerateRequest {
             labels: (start..start + n).map(|i| Some(i % k)).collect(),
             seed,
-            cfg: args.cfg,
+            cfg: sampling.cfg,
             sampling: SamplingOptions {
-                top_k: args.top_k,
-                top_p: args.top_p,
+                top_k: sampling.top_k,
+                top_p: sampling.top_p,
                 more_smooth: false,
             },
             preview: PreviewMode::None,
