@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole native training pipeline on CPU (flex autodiff), as used for the bundled model:
-# data → VQ-VAE tokenizer → VAR teacher (conditioned on the subcategories) →
-# Distilled-Decoding pairs (the teacher driven by the flow map Ψ) → DD student (teacher +
-# student exported to web/public/models/emoji32.safetensors) → evaluator classifier → the teacher's sampling
-# tuned on the evaluator and stored in the model file → evaluation of every mode; then HMAR
+# data → VQ-VAE tokenizer → VAR teacher (conditioned on the subcategories) → evaluator
+# classifier → the teacher's sampling tuned on the evaluator and stored in its file →
+# Distilled-Decoding pairs (the teacher at that sampling, driven by the flow map Ψ) → DD
+# student (teacher + student exported to web/public/models/emoji32.safetensors, with the
+# sampling) → evaluation of every mode; then HMAR
 # on the same tokenizer (next-scale stage, masked fine-tune, exported to
 # web/public/models/hmar-emoji32.safetensors), its sampling tuned the same way, evaluated.
 # Every stage resumes from its run directory or output file, so the script can be stopped
@@ -18,21 +19,22 @@ bin=target/release/nextscale
 time "$bin" train-vqvae --steps "${VQVAE_STEPS:-4000}" --until "${VQVAE_UNTIL:-2000}" --out runs/vqvae
 time "$bin" train-var --steps "${VAR_STEPS:-3000}" --lr 8e-4 --out runs/var --subclasses \
   --vqvae runs/vqvae/checkpoint.safetensors --export runs/var/teacher.safetensors
-time "$bin" distill-data --model runs/var/teacher.safetensors --count "${DD_PAIRS:-20480}" \
-  --out data/distill.safetensors
+if [ ! -f models/emoji32-classifier.safetensors ]; then
+  scripts/prepare-data.sh --twitter
+  time "$bin" train-classifier --data data/emoji32-twitter.safetensors \
+    --steps "${CLASSIFIER_STEPS:-2000}" --batch 64
+fi
+time "$bin" tune-sampling --model runs/var/teacher.safetensors --cfg 2,3,4 --top-k 20,50 \
+  --top-p 0.6,0.8 --write --json runs/tune-sampling.json
+# The student learns the teacher as the page samples it: pairs at the tuned sampling.
+time "$bin" distill-data --model runs/var/teacher.safetensors --model-sampling \
+  --count "${DD_PAIRS:-20480}" --out data/distill.safetensors
 # A 1,000-step schedule, then resumed on a 2,000-step one (a warm restart at half the peak
 # rate) and on a 3,000-step one (a quarter of it).
 for steps in 1000 2000 3000; do
   time "$bin" distill --teacher runs/var/teacher.safetensors --data data/distill.safetensors \
     --steps "$steps" --loss-split-t 6 --out runs/dd --export web/public/models/emoji32.safetensors
 done
-if [ ! -f models/emoji32-classifier.safetensors ]; then
-  scripts/prepare-data.sh --twitter
-  time "$bin" train-classifier --data data/emoji32-twitter.safetensors \
-    --steps "${CLASSIFIER_STEPS:-2000}" --batch 64
-fi
-time "$bin" tune-sampling --cfg 2,3,4 --top-k 20,50 --top-p 0.6,0.8 --write \
-  --json runs/tune-sampling.json
 for mode in var dd1 dd2 parallel; do
   "$bin" eval --per-class 32 --mode "$mode" --json "runs/eval-$mode.json"
 done
