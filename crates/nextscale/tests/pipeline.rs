@@ -422,8 +422,8 @@ fn subclass_models_generate_under_the_row_each_seed_draws() {
 /// An edit in a model conditioned on subclasses is generated under a subclass drawn from
 /// the posterior given the tokens it keeps, share × p(kept | row), on the image's condition
 /// stream. The weights are var-tiny-a's with its class embedding scaled up, so that rows
-/// differ in likelihood, read once as its ten classes and once as two classes of five
-/// subclasses each. The reference scores each row on the host (the plain model
+/// differ in likelihood, read once as its ten classes and once as two classes, the first
+/// with one subclass (row 0) and the second with nine (rows 1 to 9). The reference scores each row on the host (the plain model
 /// teacher-forced over the input pyramid, log-softmax and the kept tokens summed here);
 /// the edit must match the plain model's edit under the row drawn. The input is an image the
 /// plain model generated under row 1, a small share, so the likelihood has to overturn the
@@ -486,9 +486,10 @@ fn edits_take_the_subclass_their_kept_tokens_make_likely() {
         })
         .collect();
     let v = plain.config.vocab_size;
+    let x = plain.vae.quantize.idx_to_var_input(&idx_bl);
     let log_lik: Vec<f64> = (1..10)
         .map(|row| {
-            let x = plain.vae.quantize.idx_to_var_input(&idx_bl);
+            let x = x.clone();
             let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![row], [1]), &device);
             let var = plain.var("test").unwrap();
             let logits = var
