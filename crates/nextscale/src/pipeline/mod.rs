@@ -32,7 +32,7 @@ use crate::sampler::{
     SamplingOptions, TokenRng, cfg_weight, dd_noise, filter, guide, gumbel_soft, sample_token,
     softmax,
 };
-use crate::var::{KvCache, Modulations, Var};
+use crate::var::{KvCache, Modulations};
 
 /// Largest batch a request may ask for.
 pub const MAX_BATCH: usize = 64;
@@ -336,6 +336,9 @@ pub enum Event {
 
 /// What a generation keeps of its transformer between scales.
 enum Passes {
+    /// VAR before its first scale: each image's condition (class or subclass row), unless
+    /// an edit redraws them ([`Generation::start_var`]).
+    VarPending(Vec<i64>),
     /// VAR: the KV cache of every block and the modulations of the class condition.
     Var {
         caches: Vec<KvCache>,
@@ -372,23 +375,25 @@ pub struct Generation<'m> {
 }
 
 impl<'m> Generation<'m> {
-    /// Validates the request and prepares the first scale.
+    /// Validates the request and draws its conditions; the transformer starts at the first
+    /// step.
     pub fn new(model: &'m Model, request: GenerateRequest) -> Result<Self> {
         request.validate(model)?;
         let device = model.device();
         let b = request.labels.len();
-        let null = model.config.cond_classes() as i64;
         // cfg = 0 makes t = 0 at every scale, so the unconditional half cannot change the
         // result and is skipped.
         let guided = request.cfg > 0.0;
-        let labels_n = pass_labels(request.conditions(&model.config)?, guided, null, device);
+        let labels = request.conditions(&model.config)?;
         let (next_x_blc, passes) = match &model.transformer {
-            Transformer::Var(var) => var_start(var, labels_n),
+            Transformer::Var(_) => (None, Passes::VarPending(labels)),
             Transformer::Hmar(h) => {
+                let null = model.config.cond_classes() as i64;
+                let labels_n = pass_labels(labels, guided, null, device);
                 let cond_bd = h.embed().cond(labels_n);
                 let sos_blc = h.embed().sos(cond_bd.clone());
                 let state = hmar::HmarState::new(h, cond_bd, &model.config, &request)?;
-                (sos_blc, Passes::Hmar(Box::new(state)))
+                (Some(sos_blc), Passes::Hmar(Box::new(state)))
             }
         };
         let hw = model.config.latent_size();
@@ -401,7 +406,7 @@ impl<'m> Generation<'m> {
             rngs,
             passes,
             guided,
-            next_x_blc: Some(next_x_blc),
+            next_x_blc,
             f_hat,
             si: 0,
             started: Instant::now(),
@@ -529,30 +534,35 @@ impl<'m> Generation<'m> {
         }
     }
 
-    /// An edit in a model with subclasses starts again under the subclasses its kept
-    /// tokens make likely ([`posterior`]), in place of the ones drawn by shares.
-    async fn condition_edit(&mut self) -> Result<()> {
-        let model = self.model;
-        let Some(edit) = self.request.edit.as_ref() else {
+    /// Starts a VAR pass before its first scale, once: the class condition, the first
+    /// scale's input and empty KV caches. An edit in a model with subclasses starts under
+    /// the subclasses its kept tokens make likely ([`posterior`]) instead of the ones drawn
+    /// by shares.
+    pub(super) async fn start_var(&mut self) -> Result<()> {
+        let Passes::VarPending(labels) = &self.passes else {
             return Ok(());
         };
-        if model.config.subclasses.is_empty() {
-            return Ok(());
-        }
-        let var = model.var("an edit")?;
-        let labels = posterior::edit_conditions(model, &self.request, edit).await?;
+        let model = self.model;
+        let var = model.var("a VAR pass")?;
+        let labels = match self.request.edit.as_ref() {
+            Some(edit) if !model.config.subclasses.is_empty() => {
+                posterior::edit_conditions(model, &self.request, edit).await?
+            }
+            _ => labels.clone(),
+        };
         let null = model.config.cond_classes() as i64;
         let labels_n = pass_labels(labels, self.guided, null, model.device());
-        let (sos_blc, passes) = var_start(var, labels_n);
-        self.next_x_blc = Some(sos_blc);
-        self.passes = passes;
+        let cond_bd = var.cond(labels_n);
+        self.next_x_blc = Some(var.sos(cond_bd.clone()));
+        self.passes = Passes::Var {
+            caches: var.new_caches(),
+            modulations: Box::new(var.modulations(cond_bd)),
+        };
         Ok(())
     }
 
     async fn step(&mut self) -> Result<(Vec<Vec<u32>>, Tensor<4>)> {
-        if self.si == 0 {
-            self.condition_edit().await?;
-        }
+        self.start_var().await?;
         let model = self.model;
         let config = &model.config;
         let (si, sn) = (self.si, self.num_scales());
@@ -730,17 +740,6 @@ fn pass_labels(mut labels: Vec<i64>, guided: bool, null: i64, device: &Device) -
     }
     let n = labels.len();
     Tensor::from_data(TensorData::new(labels, [n]), device)
-}
-
-/// The first scale's input and the KV-cached state of a VAR pass under `labels_n`.
-fn var_start(var: &Var, labels_n: Tensor<1, Int>) -> (Tensor<3>, Passes) {
-    let cond_bd = var.cond(labels_n);
-    let sos_blc = var.sos(cond_bd.clone());
-    let passes = Passes::Var {
-        caches: var.new_caches(),
-        modulations: Box::new(var.modulations(cond_bd)),
-    };
-    (sos_blc, passes)
 }
 
 fn ms_since(t: Instant) -> f64 {

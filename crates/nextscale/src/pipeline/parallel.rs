@@ -13,6 +13,7 @@ impl Generation<'_> {
     /// The one pass: every scale's tokens, then f_hat assembled scale by scale. The
     /// event's tokens are the whole sequence.
     pub(super) async fn parallel_step(&mut self) -> Result<(Vec<Vec<u32>>, Tensor<4>)> {
+        self.start_var().await?;
         let model = self.model;
         let var = model.var("the parallel baseline")?;
         let Passes::Var { modulations, .. } = &self.passes else {
