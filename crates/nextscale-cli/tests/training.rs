@@ -2,7 +2,7 @@
 //! VQ-VAE training with a resume, VAR training with export, sampling from the exported
 //! model, the evaluator's classifier and `eval`; HMAR's two stages (resumed, exported,
 //! sampled, scored); then Distilled Decoding: pairs from the teacher with Ψ (resumed), the
-//! student (resumed, exported) and sampling in its modes; a new teacher on the student
+//! student (resumed, exported, trained on from its export) and sampling in its modes; a new teacher on the student
 //! file's tokenizer. Few steps: this checks the
 //! plumbing and the file formats, not sample quality (the README reports that, with its
 //! commands).
@@ -14,6 +14,7 @@ use common::{nextscale, path as p};
 use std::path::Path;
 
 use nextscale::dataset::{Dataset, DatasetInfo, Split};
+use nextscale::weights::{DD_PREFIX, WeightFile};
 
 fn ok(args: &[&str]) -> String {
     let out = nextscale(args);
@@ -409,6 +410,62 @@ fn train_resume_export_sample_and_eval() {
         assert!(
             out.join("class_1_0.png").exists() && out.join("class_1_1.png").exists(),
             "{mode}"
+        );
+    }
+
+    // An exported student goes on training from its own tensors, in a new run: at learning
+    // rate 0 its export gives them back unchanged. The new run's directory and
+    // --loss-split-t replace dd_args[6] and dd_args[10].
+    let from_file = |run: &str, init: &Path, split: &str, extra: &[&str]| {
+        let run = dir.path().join(run);
+        let head = [
+            &dd_args[..6],
+            &[p(&run)],
+            &dd_args[7..10],
+            &[split],
+            &dd_args[11..],
+        ];
+        let tail = ["--init-student", p(init), "--steps", "1"];
+        nextscale(&[&head.concat()[..], &tail[..], extra].concat())
+    };
+    let again = dir.path().join("again.safetensors");
+    let ft = from_file(
+        "dd-ft",
+        &student,
+        "3",
+        &["--lr", "0", "--export", p(&again)],
+    );
+    let stderr = String::from_utf8_lossy(&ft.stderr);
+    assert!(ft.status.success(), "{stderr}");
+    let (before, after) = (
+        std::fs::read(&student).unwrap(),
+        std::fs::read(&again).unwrap(),
+    );
+    let before = WeightFile::parse(&before).unwrap();
+    let after = WeightFile::parse(&after).unwrap();
+    let dd_names: Vec<String> = before
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with(DD_PREFIX))
+        .collect();
+    assert!(!dd_names.is_empty());
+    for name in &dd_names {
+        let (was, is) = (
+            before.read_f32(name).unwrap(),
+            after.read_f32(name).unwrap(),
+        );
+        assert_eq!(was, is, "{name}");
+    }
+    // Another split than the student's, or a file without a student, is refused.
+    for (run, init, split, needle) in [
+        ("dd-split", &student, "2", "--loss-split-t and --t-list"),
+        ("dd-none", &model, "3", "no Distilled-Decoding student"),
+    ] {
+        let refused = from_file(run, init, split, &[]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && stderr.contains(needle),
+            "{run}: {stderr}"
         );
     }
 

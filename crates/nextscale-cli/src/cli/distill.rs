@@ -4,7 +4,8 @@
 //! the teacher's tokens: cross-entropy below `loss_split_t`, MSE in Cvae space from it on
 //! (weighted by the inverse code variance, so both terms start near the same size).
 //! Resumable, with loss curves and periodic one- and two-step sample grids; then exports
-//! the model file with teacher and student.
+//! the model file with teacher and student. `--init-student` starts instead from the
+//! student of a model file, to go on training an exported student on new pairs.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,6 +59,10 @@ pub struct DistillArgs {
     /// The student's steps, comma-separated; the first must be 0.
     #[arg(long, default_value = "0,3", value_delimiter = ',')]
     t_list: Vec<usize>,
+    /// Start the student from this model file's student (same --loss-split-t and
+    /// --t-list) instead of from the teacher; a run that resumes keeps its checkpoint.
+    #[arg(long)]
+    init_student: Option<PathBuf>,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -118,10 +123,10 @@ pub fn run(args: DistillArgs) -> Result<ExitCode> {
             args.out.display()
         );
     }
-    let init = if checkpoint.is_none() {
-        init_with_teacher(&config, &var_state, args.run.seed)?
-    } else {
-        StateDict::new()
+    let init = match (&checkpoint, &args.init_student) {
+        (Some(_), _) => StateDict::new(),
+        (None, Some(path)) => exported_student(path, &config)?,
+        (None, None) => init_with_teacher(&config, &var_state, args.run.seed)?,
     };
     let Resumed {
         module: mut student,
@@ -216,6 +221,29 @@ pub fn run(args: DistillArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `dd.` tensors of an exported model file whose student has `config`'s settings.
+fn exported_student(path: &Path, config: &ModelConfig) -> Result<StateDict> {
+    let bytes = load::read(path)?;
+    let file = WeightFile::parse(&bytes)?;
+    let file_config = ModelConfig::from_json(
+        file.metadata(CONFIG_METADATA_KEY)
+            .with_context(|| format!("{} has no config", path.display()))?,
+    )?;
+    let Some(dd) = file_config.dd else {
+        bail!("{} has no Distilled-Decoding student", path.display());
+    };
+    if Some(&dd) != config.dd.as_ref() {
+        bail!(
+            "the student of {} has loss_split_t {} and t_list {:?}; pass them as \
+             --loss-split-t and --t-list",
+            path.display(),
+            dd.loss_split_t,
+            dd.t_list
+        );
+    }
+    read_state(&bytes, DD_PREFIX)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
