@@ -2,10 +2,9 @@
 //! VQ-VAE training with a resume, VAR training with export, sampling from the exported
 //! model, the evaluator's classifier and `eval`; HMAR's two stages (resumed, exported,
 //! sampled, scored); then Distilled Decoding: pairs from the teacher with Ψ (resumed), the
-//! student (resumed, exported, trained on from its export) and sampling in its modes; a new teacher on the student
-//! file's tokenizer. Few steps: this checks the
-//! plumbing and the file formats, not sample quality (the README reports that, with its
-//! commands).
+//! student (resumed, exported, trained on from its export) and sampling in its modes; a
+//! new teacher on the student file's tokenizer. Few steps: this checks the plumbing and
+//! the file formats, not sample quality (the README reports that, with its commands).
 
 mod common;
 

@@ -15,7 +15,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::Args;
 use nextscale::ModelConfig;
-use nextscale::config::{CONFIG_METADATA_KEY, DdConfig};
+use nextscale::config::DdConfig;
 use nextscale::dd::DdModel;
 use nextscale::model::Model;
 use nextscale::pipeline::Mode;
@@ -71,11 +71,7 @@ pub struct DistillArgs {
 pub fn run(args: DistillArgs) -> Result<ExitCode> {
     let teacher_bytes = load::read(&args.teacher)?;
     let teacher_file = WeightFile::parse(&teacher_bytes)?;
-    let mut config = ModelConfig::from_json(
-        teacher_file
-            .metadata(CONFIG_METADATA_KEY)
-            .context("the teacher file has no config")?,
-    )?;
+    let mut config = load::file_config(&teacher_file, &args.teacher)?;
     config.dd = Some(DdConfig {
         loss_split_t: args.loss_split_t,
         t_list: args.t_list.clone(),
@@ -227,11 +223,7 @@ pub fn run(args: DistillArgs) -> Result<ExitCode> {
 fn exported_student(path: &Path, config: &ModelConfig) -> Result<StateDict> {
     let bytes = load::read(path)?;
     let file = WeightFile::parse(&bytes)?;
-    let file_config = ModelConfig::from_json(
-        file.metadata(CONFIG_METADATA_KEY)
-            .with_context(|| format!("{} has no config", path.display()))?,
-    )?;
-    let Some(dd) = file_config.dd else {
+    let Some(dd) = load::file_config(&file, path)?.dd else {
         bail!("{} has no Distilled-Decoding student", path.display());
     };
     if Some(&dd) != config.dd.as_ref() {

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use burn::tensor::{Device, DeviceKind};
 use nextscale::ModelConfig;
+use nextscale::config::CONFIG_METADATA_KEY;
 use nextscale::model::Model;
 use nextscale::weights::WeightFile;
 
@@ -21,6 +22,14 @@ pub fn device(backend: Backend) -> Device {
 /// Reads a file, naming it in the error.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The config in a model file's metadata; `path` names the file when it has none.
+pub fn file_config(file: &WeightFile, path: &Path) -> Result<ModelConfig> {
+    let json = file
+        .metadata(CONFIG_METADATA_KEY)
+        .with_context(|| format!("{} has no config", path.display()))?;
+    Ok(ModelConfig::from_json(json)?)
 }
 
 /// Loads a model file, or a fixture directory (config.json + weights.safetensors).

@@ -10,7 +10,6 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use nextscale::ModelConfig;
-use nextscale::config::CONFIG_METADATA_KEY;
 use nextscale::dataset::{BalancedSampler, Dataset, Split};
 use nextscale::model::Model;
 use nextscale::pipeline::Mode;
@@ -205,10 +204,7 @@ impl Tokenizer {
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = load::read(path)?;
         let file = WeightFile::parse(&bytes)?;
-        let mut config = ModelConfig::from_json(
-            file.metadata(CONFIG_METADATA_KEY)
-                .with_context(|| format!("{} has no config", path.display()))?,
-        )?;
+        let mut config = load::file_config(&file, path)?;
         config.dd = None;
         config.hmar = None;
         config.sampling = None;
